@@ -9,6 +9,7 @@
 //! - [`context`]: [`JobContext`], what one execution knows about itself, and [`Shutdown`].
 //! - [`resource`]: the [`Resource`] lifecycle (acquire before `run`, release after, on every path).
 //! - [`retry`]: [`Backoff`], how long to wait before the next attempt.
+//! - [`redact`]: [`redact_url`], for printing connection URLs without passwords.
 //! - [`envelope`]: the wire [`Envelope`], job ids, and payload decoding with precise diagnostics.
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod context;
 pub mod envelope;
 pub mod error;
 pub mod job;
+pub mod redact;
 pub mod resource;
 pub mod retry;
 
@@ -23,5 +25,6 @@ pub use context::{JobContext, Shutdown};
 pub use envelope::{DecodeError, DecodeErrorKind, Envelope, JobId, MAX_PAYLOAD_BYTES};
 pub use error::{ErrorChain, JobError};
 pub use job::{Isolation, Job, JobOptions};
+pub use redact::redact_url;
 pub use resource::{Extensions, Outcome, Resource, ResourceContext};
 pub use retry::Backoff;
