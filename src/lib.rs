@@ -1,1 +1,16 @@
-//! Quern
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub use quern_core::{
+    Backoff, DecodeError, DecodeErrorKind, Envelope, ErrorChain, Extensions, Isolation, Job, JobContext, JobError,
+    JobId, JobOptions, Outcome, Resource, ResourceContext, Shutdown, redact_url,
+};
+pub use quern_redis::{DeadReason, DeadRecord, Producer, QueueStats, RedisConfig, Storage, StorageError};
+pub use quern_worker::{Registry, Worker, WorkerConfig, WorkerError, WorkerReport, cli, shutdown_signal};
+
+/// The parts, for what the facade does not re-export.
+pub mod parts {
+    pub use quern_core as core;
+    pub use quern_redis as redis;
+    pub use quern_worker as worker;
+}

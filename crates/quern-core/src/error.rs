@@ -1,5 +1,6 @@
 //! Job failures that keep their whole cause chain.
 
+use std::backtrace::{Backtrace, BacktraceStatus};
 use std::error::Error as StdError;
 use std::fmt;
 
@@ -28,18 +29,20 @@ pub struct JobError {
     retryable: bool,
     context: Option<String>,
     source: BoxError,
+    /// Captured where the error was made, when `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) is set.
+    backtrace: Backtrace,
 }
 
 impl JobError {
     /// A failure that another attempt may fix (a timeout, a connection refused).
     pub fn retryable(err: impl Into<BoxError>) -> Self {
-        Self { retryable: true, context: None, source: err.into() }
+        Self { retryable: true, context: None, source: err.into(), backtrace: Backtrace::capture() }
     }
 
     /// A failure that no retry can fix (bad input, a refused operation): the job goes straight to
     /// the dead-letter set.
     pub fn permanent(err: impl Into<BoxError>) -> Self {
-        Self { retryable: false, context: None, source: err.into() }
+        Self { retryable: false, context: None, source: err.into(), backtrace: Backtrace::capture() }
     }
 
     /// A retryable failure described by a message only.
@@ -71,6 +74,11 @@ impl JobError {
     /// Whether another attempt may succeed.
     pub fn is_retryable(&self) -> bool {
         self.retryable
+    }
+
+    /// Where the error was made, when backtraces are enabled (`RUST_BACKTRACE=1`).
+    pub fn backtrace(&self) -> Option<&Backtrace> {
+        (self.backtrace.status() == BacktraceStatus::Captured).then_some(&self.backtrace)
     }
 
     /// The underlying error.

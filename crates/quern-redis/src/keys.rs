@@ -1,0 +1,120 @@
+//! Every Redis key Quern uses, built in one place.
+//!
+//! All keys of a queue carry the queue name as a hash tag (`quern:{emails}:stream`), so a queue
+//! lives in one Redis Cluster slot and its Lua scripts never cross slots.
+
+use std::fmt;
+
+/// The consumer group every worker of a queue reads through.
+pub const GROUP: &str = "workers";
+
+/// A queue name that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid queue name {name:?}: {reason}")]
+pub struct InvalidQueueName {
+    /// The name given.
+    pub name: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// Checks a queue name: 1 to 200 bytes, no `{`, `}` or whitespace (they would break the hash tag).
+pub fn validate_queue(name: &str) -> Result<(), InvalidQueueName> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > 200 {
+        "it is longer than 200 bytes"
+    } else if name.contains(['{', '}']) {
+        "it contains `{` or `}`"
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "it contains whitespace or control characters"
+    } else {
+        return Ok(());
+    };
+    Err(InvalidQueueName { name: name.to_owned(), reason })
+}
+
+/// The keys of one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueKeys {
+    /// The queue's name.
+    pub queue: String,
+    /// Stream: jobs ready to run and jobs running (pending entries of [`GROUP`]).
+    /// Each entry has field `e` (the envelope JSON) and optionally `r` (times its lease expired).
+    pub stream: String,
+    /// Sorted set: delayed jobs; member = envelope JSON, score = due time (ms since epoch).
+    pub scheduled: String,
+    /// Sorted set: jobs waiting for their next attempt; member = envelope JSON, score = due time.
+    pub retry: String,
+    /// Sorted set: dead jobs; member = job id, score = when it died (ms since epoch).
+    pub dead: String,
+    /// Hash: job id -> dead record JSON (envelope, reason, diagnostics, error chain).
+    pub dead_records: String,
+    /// List: a token pushed whenever a delayed job or retry is scheduled, so an idle promoter
+    /// blocked on it wakes and recomputes when the next job is due. Trimmed to one element.
+    pub wake: String,
+    /// Hash: counters (`completed`, `failed`, `retried`, `dead`).
+    pub stats: String,
+}
+
+impl QueueKeys {
+    /// Keys of `queue` under `prefix` (Quern's default prefix is `quern`).
+    pub fn new(prefix: &str, queue: &str) -> Self {
+        let k = |suffix: &str| format!("{prefix}:{{{queue}}}:{suffix}");
+        Self {
+            queue: queue.to_owned(),
+            stream: k("stream"),
+            scheduled: k("scheduled"),
+            retry: k("retry"),
+            dead: k("dead"),
+            dead_records: k("dead:records"),
+            wake: k("wake"),
+            stats: k("stats"),
+        }
+    }
+
+    /// Every key of this queue.
+    pub fn all(&self) -> [&str; 7] {
+        [
+            &self.stream,
+            &self.scheduled,
+            &self.retry,
+            &self.dead,
+            &self.dead_records,
+            &self.wake,
+            &self.stats,
+        ]
+    }
+}
+
+/// Set: the names of all queues that have seen a job (for `quern stats`).
+pub fn queues_key(prefix: &str) -> String {
+    format!("{prefix}:queues")
+}
+
+impl fmt::Display for QueueKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_queue_hash_tag() {
+        let k = QueueKeys::new("quern", "emails");
+        assert_eq!(k.stream, "quern:{emails}:stream");
+        assert_eq!(k.dead_records, "quern:{emails}:dead:records");
+        assert!(k.all().iter().all(|key| key.contains("{emails}")));
+    }
+
+    #[test]
+    fn bad_queue_names_are_refused() {
+        assert!(validate_queue("emails").is_ok());
+        assert!(validate_queue("").is_err());
+        assert_eq!(validate_queue("a{b").unwrap_err().reason, "it contains `{` or `}`");
+        assert!(validate_queue("a b").is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! Enqueueing typed jobs.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use quern_core::envelope::{check_size, decode_payload, encode_payload};
+use quern_core::{Envelope, Job, JobId};
+use serde_json::value::RawValue;
+
+use crate::error::StorageError;
+use crate::keys::validate_queue;
+use crate::storage::{RedisConfig, Storage};
+
+/// Jobs per round trip in [`Producer::enqueue_many`].
+const BULK_CHUNK: usize = 1000;
+
+/// Enqueues jobs from any process. Cheap to clone.
+///
+/// ```no_run
+/// # use quern_core::{Job, JobContext, JobError};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Resize { image: u64 }
+/// # impl Job for Resize { const NAME: &'static str = "resize"; type Resources = ();
+/// #   async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> { Ok(()) } }
+/// # async fn demo() -> Result<(), quern_redis::StorageError> {
+/// use quern_redis::{Producer, RedisConfig};
+/// use std::time::Duration;
+///
+/// let producer = Producer::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+/// let id = producer.enqueue(&Resize { image: 7 }).await?;
+/// producer.enqueue_in(&Resize { image: 8 }, Duration::from_secs(60)).await?;
+/// let ids = producer.enqueue_many(&[Resize { image: 9 }, Resize { image: 10 }]).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Producer {
+    storage: Storage,
+}
+
+impl Producer {
+    /// Connects to Redis.
+    pub async fn connect(config: RedisConfig) -> Result<Self, StorageError> {
+        Ok(Self { storage: Storage::connect(config).await? })
+    }
+
+    /// A producer sharing an existing connection.
+    pub fn new(storage: Storage) -> Self {
+        Self { storage }
+    }
+
+    /// The storage underneath.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    fn payload<J: Job>(&self, job: &J) -> Result<Box<RawValue>, StorageError> {
+        encode_payload(job, self.storage.config().max_payload_bytes).map_err(StorageError::Payload)
+    }
+
+    fn queue<J: Job>() -> Result<String, StorageError> {
+        let queue = J::options().queue.into_owned();
+        validate_queue(&queue)?;
+        Ok(queue)
+    }
+
+    /// Enqueues one job to run now; returns its id.
+    pub async fn enqueue<J: Job>(&self, job: &J) -> Result<JobId, StorageError> {
+        let queue = Self::queue::<J>()?;
+        let payload = self.payload(job)?;
+        let env = Envelope::new(J::NAME, &queue, &payload);
+        self.storage.push(&self.storage.keys(&queue), &[env.encode()]).await?;
+        Ok(env.id)
+    }
+
+    /// Enqueues many jobs, one round trip per 1,000; returns their ids in order.
+    pub async fn enqueue_many<'a, J: Job + 'a>(
+        &self,
+        jobs: impl IntoIterator<Item = &'a J>,
+    ) -> Result<Vec<JobId>, StorageError> {
+        let queue = Self::queue::<J>()?;
+        let keys = self.storage.keys(&queue);
+        let mut ids = Vec::new();
+        let mut chunk = Vec::with_capacity(BULK_CHUNK);
+        for job in jobs {
+            let payload = self.payload(job)?;
+            let env = Envelope::new(J::NAME, &queue, &payload);
+            chunk.push(env.encode());
+            ids.push(env.id);
+            if chunk.len() == BULK_CHUNK {
+                self.storage.push(&keys, &chunk).await?;
+                chunk.clear();
+            }
+        }
+        if !chunk.is_empty() {
+            self.storage.push(&keys, &chunk).await?;
+        }
+        Ok(ids)
+    }
+
+    /// Enqueues a job to run after `delay` (millisecond precision).
+    pub async fn enqueue_in<J: Job>(&self, job: &J, delay: Duration) -> Result<JobId, StorageError> {
+        self.enqueue_at(job, SystemTime::now() + delay).await
+    }
+
+    /// Enqueues a job to run at `at` (millisecond precision); a time in the past runs now.
+    pub async fn enqueue_at<J: Job>(&self, job: &J, at: SystemTime) -> Result<JobId, StorageError> {
+        let queue = Self::queue::<J>()?;
+        let payload = self.payload(job)?;
+        let env = Envelope::new(J::NAME, &queue, &payload);
+        self.put(&queue, &env, at).await?;
+        Ok(env.id)
+    }
+
+    /// Enqueues a job given by name and JSON text, as the CLI does. Invalid JSON is refused with
+    /// the position of the error, and nothing is written.
+    pub async fn enqueue_json(
+        &self,
+        queue: &str,
+        job_name: &str,
+        json: &str,
+        at: Option<SystemTime>,
+    ) -> Result<JobId, StorageError> {
+        validate_queue(queue)?;
+        check_size(json.as_bytes(), self.storage.config().max_payload_bytes).map_err(StorageError::Payload)?;
+        let payload: Box<RawValue> = decode_payload(json).map_err(StorageError::Payload)?;
+        let env = Envelope::new(job_name, queue, &payload);
+        self.put(queue, &env, at.unwrap_or(UNIX_EPOCH)).await?;
+        Ok(env.id)
+    }
+
+    async fn put(&self, queue: &str, env: &Envelope<'_>, at: SystemTime) -> Result<(), StorageError> {
+        let keys = self.storage.keys(queue);
+        let due = at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        if due <= quern_core::envelope::now_ms() {
+            self.storage.push(&keys, &[env.encode()]).await
+        } else {
+            self.storage.schedule(&keys, &[(due, env.encode())]).await
+        }
+    }
+}

@@ -1,0 +1,20 @@
+-- retry: a running job failed and waits for its next attempt.
+-- KEYS[1] -> stream
+-- KEYS[2] -> retry sorted set
+-- KEYS[3] -> wake list
+-- KEYS[4] -> stats hash
+-- ARGV[1] -> consumer group
+-- ARGV[2] -> stream entry id of the running copy
+-- ARGV[3] -> due time of the next attempt, ms since epoch
+-- ARGV[4] -> envelope JSON of the next attempt
+-- returns 1, or 0 when the entry was no longer leased to the group (its lease had expired and
+-- another copy is already queued): then nothing is written.
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('LPUSH', KEYS[3], '1')
+redis.call('LTRIM', KEYS[3], 0, 0)
+redis.call('HINCRBY', KEYS[4], 'failed', 1)
+return 1

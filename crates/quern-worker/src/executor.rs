@@ -1,0 +1,167 @@
+//! Runs one execution: acquire resources, run under timeout, catch panics, release resources —
+//! on every path — in the job's isolation.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use quern_core::{
+    DecodeError, Extensions, Isolation, Job, JobContext, JobError, JobOptions, Outcome, Resource, ResourceContext,
+    Shutdown,
+};
+
+/// How one execution ended, as the worker sees it.
+#[derive(Debug)]
+pub(crate) enum ExecOutcome {
+    Succeeded,
+    /// `run` or a resource returned an error.
+    Failed { error: JobError, during: &'static str },
+    Panicked { message: String },
+    TimedOut { after: Duration },
+    /// Cancelled by shutdown: not settled; the job goes back to its queue.
+    Cancelled,
+    Undecodable(DecodeError),
+}
+
+/// Limits the worker imposes on an execution.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    /// Fires after the shutdown grace period: running executions are cancelled.
+    pub hard_stop: Shutdown,
+}
+
+/// Runs `job` once, in the isolation its options ask for.
+pub(crate) async fn execute<J: Job>(
+    job: J,
+    ctx: JobContext,
+    ext: Arc<Extensions>,
+    options: JobOptions,
+    limits: Limits,
+) -> ExecOutcome {
+    match options.isolation {
+        Isolation::Runtime => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let hard_stop = limits.hard_stop.clone();
+            let name = format!("quern-job-{}", ctx.id);
+            let span = tracing::Span::current();
+            let timeout = options.timeout;
+            let spawned = std::thread::Builder::new().name(name).spawn(move || {
+                let _entered = span.enter();
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = tx.send(ExecOutcome::Failed {
+                            error: JobError::retryable(e).context("building the execution's runtime"),
+                            during: "isolation",
+                        });
+                        return;
+                    }
+                };
+                let outcome = rt.block_on(run_once(job, &ctx, &ext, timeout, &limits.hard_stop));
+                // Tasks the job spawned (a connection's driver, say) end with its runtime.
+                drop(rt);
+                let _ = tx.send(outcome);
+            });
+            if let Err(e) = spawned {
+                return ExecOutcome::Failed {
+                    error: JobError::retryable(e).context("starting the execution's thread"),
+                    during: "isolation",
+                };
+            }
+            // A job that blocks its thread cannot honour its timeout from inside: the worker
+            // stops waiting a little after it, and abandons the thread.
+            let outer = timeout.map(|t| t + Duration::from_secs(1));
+            tokio::select! {
+                r = rx => r.unwrap_or(ExecOutcome::Panicked { message: "the execution's thread ended without a result".into() }),
+                _ = sleep_opt(outer) => ExecOutcome::TimedOut { after: timeout.unwrap_or_default() },
+                _ = hard_stop.wait() => ExecOutcome::Cancelled,
+            }
+        }
+        _ => run_once(job, &ctx, &ext, options.timeout, &limits.hard_stop).await,
+    }
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Acquire, run, release. Release runs whatever happened to `run`.
+async fn run_once<J: Job>(
+    job: J,
+    ctx: &JobContext,
+    ext: &Extensions,
+    timeout: Option<Duration>,
+    hard_stop: &Shutdown,
+) -> ExecOutcome {
+    let mut resources = match <J::Resources as Resource>::acquire(ResourceContext::new(ctx, ext)).await {
+        Ok(r) => r,
+        Err(error) => return ExecOutcome::Failed { error, during: "acquiring resources" },
+    };
+    let outcome = {
+        let run = AssertUnwindSafe(job.run(ctx, &mut resources)).catch_unwind();
+        tokio::select! {
+            r = async {
+                match timeout {
+                    Some(t) => tokio::time::timeout(t, run).await.ok(),
+                    None => Some(run.await),
+                }
+            } => match r {
+                None => ExecOutcome::TimedOut { after: timeout.unwrap_or_default() },
+                Some(Ok(Ok(()))) => ExecOutcome::Succeeded,
+                Some(Ok(Err(error))) => ExecOutcome::Failed { error, during: "run" },
+                Some(Err(panic)) => ExecOutcome::Panicked { message: panic_message(panic) },
+            },
+            _ = hard_stop.wait() => ExecOutcome::Cancelled,
+        }
+    };
+    let for_resource = match &outcome {
+        ExecOutcome::Succeeded => Outcome::Succeeded,
+        ExecOutcome::Failed { .. } | ExecOutcome::Undecodable(_) => Outcome::Failed,
+        ExecOutcome::Panicked { .. } => Outcome::Panicked,
+        ExecOutcome::TimedOut { .. } => Outcome::TimedOut,
+        ExecOutcome::Cancelled => Outcome::Cancelled,
+    };
+    // A panicking release must not take the worker down either.
+    if let Err(p) = AssertUnwindSafe(resources.release(for_resource)).catch_unwind().await {
+        tracing::error!(panic = %panic_message(p), "releasing the job's resources panicked");
+    }
+    outcome
+}
+
+thread_local! {
+    static LAST_PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs (once) a panic hook that remembers where a panic happened, so the failure record can
+/// say `at src/jobs.rs:42:9`. The previous hook still runs.
+pub(crate) fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let loc = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            LAST_PANIC_LOCATION.with(|c| *c.borrow_mut() = loc);
+            previous(info);
+        }));
+    });
+}
+
+fn panic_message(panic: Box<dyn Any + Send>) -> String {
+    let msg = if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    };
+    match LAST_PANIC_LOCATION.with(|c| c.borrow_mut().take()) {
+        Some(loc) => format!("{msg} (at {loc})"),
+        None => msg,
+    }
+}

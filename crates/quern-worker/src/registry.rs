@@ -1,0 +1,115 @@
+//! The job types a worker knows, by name.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use quern_core::{Extensions, Job, JobContext, JobOptions, envelope::decode_payload};
+
+use crate::executor::{self, ExecOutcome, Limits};
+
+/// Runs one execution of a registered job type from its raw payload.
+pub(crate) trait Handler: Send + Sync {
+    fn options(&self) -> &JobOptions;
+    fn execute(&self, ctx: JobContext, payload: String, ext: Arc<Extensions>, limits: Limits) -> BoxFuture<'static, ExecOutcome>;
+}
+
+struct Typed<J: Job> {
+    options: JobOptions,
+    _job: std::marker::PhantomData<fn() -> J>,
+}
+
+impl<J: Job> Handler for Typed<J> {
+    fn options(&self) -> &JobOptions {
+        &self.options
+    }
+
+    fn execute(&self, ctx: JobContext, payload: String, ext: Arc<Extensions>, limits: Limits) -> BoxFuture<'static, ExecOutcome> {
+        let options = self.options.clone();
+        Box::pin(async move {
+            let job: J = match decode_payload(&payload) {
+                Ok(job) => job,
+                Err(e) => return ExecOutcome::Undecodable(e),
+            };
+            executor::execute(job, ctx, ext, options, limits).await
+        })
+    }
+}
+
+/// The job types a worker can run, keyed by [`Job::NAME`].
+///
+/// ```
+/// # use quern_core::{Job, JobContext, JobError};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct SendEmail { to: String }
+/// # impl Job for SendEmail { const NAME: &'static str = "send_email"; type Resources = ();
+/// #   async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> { Ok(()) } }
+/// let registry = quern_worker::Registry::new().register::<SendEmail>();
+/// assert!(registry.contains("send_email"));
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, Arc<dyn Handler>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds job type `J` with its own [`Job::options`].
+    ///
+    /// # Panics
+    /// If another type was registered under the same name: two types would fight over one
+    /// payload format.
+    #[must_use]
+    pub fn register<J: Job>(self) -> Self {
+        self.register_with::<J>(J::options())
+    }
+
+    /// Adds job type `J` with options overriding its own.
+    #[must_use]
+    pub fn register_with<J: Job>(mut self, options: JobOptions) -> Self {
+        let previous = self
+            .handlers
+            .insert(J::NAME.to_owned(), Arc::new(Typed::<J> { options, _job: std::marker::PhantomData }));
+        assert!(previous.is_none(), "job name {:?} is registered twice", J::NAME);
+        self
+    }
+
+    /// Whether a job type of that name is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.handlers.contains_key(name)
+    }
+
+    /// The options of the job type `name`.
+    pub fn options(&self, name: &str) -> Option<&JobOptions> {
+        self.handlers.get(name).map(|h| h.options())
+    }
+
+    /// Registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The queues of the registered job types, sorted and deduplicated.
+    pub fn queues(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.handlers.values().map(|h| h.options().queue.to_string()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<dyn Handler>> {
+        self.handlers.get(name)
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry").field("jobs", &self.names()).finish()
+    }
+}
