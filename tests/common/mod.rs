@@ -36,3 +36,42 @@ pub fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// A running in-process worker and the handle that stops it.
+pub struct RunningWorker {
+    pub stop: quern::Shutdown,
+    pub handle: tokio::task::JoinHandle<Result<quern::WorkerReport, quern::WorkerError>>,
+}
+
+impl RunningWorker {
+    pub fn start(worker: quern::Worker) -> Self {
+        let stop = quern::Shutdown::new();
+        let s = stop.clone();
+        let handle = tokio::spawn(worker.run(async move { s.wait().await }));
+        Self { stop, handle }
+    }
+
+    pub async fn stop(self) -> quern::WorkerReport {
+        self.stop.trigger();
+        tokio::time::timeout(Duration::from_secs(60), self.handle)
+            .await
+            .expect("worker stops within 60 s")
+            .expect("worker task")
+            .expect("worker ran")
+    }
+}
+
+/// Path of a binary built from `examples/` (cargo test builds examples next to the tests).
+pub fn example_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
+    let path = dir.join("examples").join(name);
+    assert!(path.exists(), "{} is missing: run the tests with `cargo test` (it builds the examples)", path.display());
+    path
+}
+
+/// Reads a hash of counters written by the `record` job of `examples/worker.rs`.
+pub async fn runs(url: &str, key: &str) -> std::collections::HashMap<u64, u64> {
+    let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("HGETALL").arg(key).query_async(&mut conn).await.unwrap()
+}

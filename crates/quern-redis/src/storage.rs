@@ -131,6 +131,35 @@ impl Default for DeadRetention {
     }
 }
 
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum JobState {
+    /// Waiting in the queue.
+    Pending,
+    /// Leased to a worker.
+    Running,
+    /// Delayed until its due time.
+    Scheduled,
+    /// Waiting for its next attempt.
+    Retrying,
+    /// In the dead set.
+    Dead,
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Scheduled => "scheduled",
+            JobState::Retrying => "retrying",
+            JobState::Dead => "dead",
+        })
+    }
+}
+
 /// Counts for one queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
@@ -598,6 +627,74 @@ impl Storage {
             .await
             .map_err(StorageError::redis("purging dead jobs"))?;
         Ok(n)
+    }
+
+    /// Finds a job by id in every state of the queue: dead, scheduled, retrying, pending or
+    /// running. Scans (admin use, not for hot paths); returns the state and the stored text.
+    pub async fn find_job(&self, keys: &QueueKeys, job_id: &str) -> Result<Option<(JobState, String)>, StorageError> {
+        let mut conn = self.conn();
+        if let Some(record) = self.dead_get(keys, job_id).await? {
+            return Ok(Some((JobState::Dead, record)));
+        }
+        let needle = format!("\"id\":{}", serde_json::to_string(job_id).expect("string"));
+        for (set, state) in [(&keys.scheduled, JobState::Scheduled), (&keys.retry, JobState::Retrying)] {
+            let mut cursor = 0u64;
+            loop {
+                let (next, members): (u64, Vec<String>) = redis::cmd("ZSCAN")
+                    .arg(set)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(StorageError::redis("finding a job"))?;
+                // ZSCAN answers member, score, member, score...
+                if let Some(m) = members.iter().step_by(2).find(|m| m.contains(&needle)) {
+                    return Ok(Some((state, m.clone())));
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        let mut start = "-".to_owned();
+        loop {
+            let page: Value = redis::cmd("XRANGE")
+                .arg(&keys.stream)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(StorageError::redis("finding a job"))?;
+            let entries = parse_read(Value::Array(vec![Value::Array(vec![Value::Nil, page])]))?;
+            let Some(last) = entries.last() else { break };
+            start = format!("({}", last.entry_id);
+            let count = entries.len();
+            for e in entries {
+                let text = String::from_utf8_lossy(&e.envelope);
+                if text.contains(&needle) {
+                    let pending: Value = redis::cmd("XPENDING")
+                        .arg(&keys.stream)
+                        .arg(GROUP)
+                        .arg(&e.entry_id)
+                        .arg(&e.entry_id)
+                        .arg(1)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or(Value::Nil);
+                    let running = matches!(&pending, Value::Array(v) if !v.is_empty());
+                    let state = if running { JobState::Running } else { JobState::Pending };
+                    return Ok(Some((state, text.into_owned())));
+                }
+            }
+            if count < 1000 {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// Deletes every key of the queue (tests and `quern` admin use).

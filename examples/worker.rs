@@ -1,0 +1,53 @@
+//! A worker binary with two demonstration jobs, used by the end-to-end tests that kill, signal
+//! and restart worker processes.
+//!
+//! ```text
+//! cargo run --example worker -- run --queue demo --lease-secs 2
+//! cargo run --example worker -- enqueue record '{"key":"demo:runs","id":1,"sleep_ms":10}' --queue demo
+//! ```
+
+use std::time::Duration;
+
+use quern::{Job, JobContext, JobError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+/// Records each execution: `HINCRBY <key> <id> 1`, after sleeping `sleep_ms`.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    key: String,
+    id: u64,
+    #[serde(default)]
+    sleep_ms: u64,
+}
+
+static REDIS: OnceCell<redis::aio::MultiplexedConnection> = OnceCell::const_new();
+
+async fn redis() -> Result<redis::aio::MultiplexedConnection, JobError> {
+    let conn = REDIS
+        .get_or_try_init(|| async {
+            let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+            redis::Client::open(url)?.get_multiplexed_async_connection().await
+        })
+        .await?;
+    Ok(conn.clone())
+}
+
+impl Job for Record {
+    const NAME: &'static str = "record";
+    type Resources = ();
+
+    async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> {
+        if self.sleep_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+        }
+        let mut conn = redis().await?;
+        redis::cmd("HINCRBY").arg(&self.key).arg(self.id).arg(1).exec_async(&mut conn).await?;
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    quern::cli::main(quern::Registry::new().register::<Record>()).await
+}
