@@ -96,6 +96,8 @@ impl PgServer {
             running: false,
             watchdog: None,
         };
+        // Before anything slow: if the test process dies from here on, nothing is left behind.
+        pg.watchdog = spawn_watchdog(pg.dir.path(), &pg.data_dir().join("postmaster.pid"), "QUIT");
         pg.init_cluster();
 
         let mut last_log = String::new();
@@ -104,11 +106,6 @@ impl PgServer {
             match pg.pg_ctl_start() {
                 Ok(()) => {
                     pg.running = true;
-                    pg.watchdog = spawn_watchdog(
-                        pg.dir.path(),
-                        &pg.data_dir().join("postmaster.pid"),
-                        "QUIT",
-                    );
                     pg.bootstrap();
                     return pg;
                 }

@@ -79,15 +79,14 @@ impl RedisServer {
             bin,
             watchdog: None,
         };
+        // Before the first spawn: if the test process dies from here on, nothing is left behind.
+        server.watchdog = spawn_watchdog(server.dir.path(), &server.pidfile(), "TERM");
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
             server.port = free_port();
             server.args = build_args(server.port, server.dir.path(), extra_args);
             match server.spawn_and_wait() {
-                Ok(()) => {
-                    server.watchdog = spawn_watchdog(server.dir.path(), &server.pidfile(), "TERM");
-                    return server;
-                }
+                Ok(()) => return server,
                 Err(log) if is_addr_in_use(&log) => last_log = log,
                 Err(log) => panic!(
                     "test-support: redis-server ({}) did not start on 127.0.0.1:{}.\n\
