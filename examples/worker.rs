@@ -42,7 +42,12 @@ impl Job for Record {
             tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
         }
         let mut conn = redis().await?;
-        redis::cmd("HINCRBY").arg(&self.key).arg(self.id).arg(1).exec_async(&mut conn).await?;
+        redis::cmd("HINCRBY")
+            .arg(&self.key)
+            .arg(self.id)
+            .arg(1)
+            .exec_async(&mut conn)
+            .await?;
         Ok(())
     }
 }

@@ -2,8 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub use quern_core::{
-    Backoff, DecodeError, DecodeErrorKind, Envelope, ErrorChain, Extensions, Isolation, Job, JobContext, JobError,
-    JobId, JobOptions, Outcome, Resource, ResourceContext, Shutdown, redact_url,
+    Backoff, DecodeError, DecodeErrorKind, Envelope, ErrorChain, Extensions, Isolation, Job, JobContext,
+    JobError, JobId, JobOptions, Outcome, Resource, ResourceContext, Shutdown, redact_url,
 };
 pub use quern_redis::{DeadReason, DeadRecord, Producer, QueueStats, RedisConfig, Storage, StorageError};
 pub use quern_worker::{Registry, Worker, WorkerConfig, WorkerError, WorkerReport, cli, shutdown_signal};

@@ -39,9 +39,12 @@ async fn enqueued_jobs_run_and_leave_nothing_behind() {
     let s2 = stop.clone();
     let handle = tokio::spawn(worker.run(async move { s2.notified().await }));
     let keys = storage.keys("basic");
-    assert!(common::wait_until(Duration::from_secs(20), || async {
-        storage.stats(&keys).await.unwrap().completed == 1000
-    }).await);
+    assert!(
+        common::wait_until(Duration::from_secs(20), || async {
+            storage.stats(&keys).await.unwrap().completed == 1000
+        })
+        .await
+    );
     stop.notify_one();
     let report = handle.await.unwrap().unwrap();
     assert_eq!(report.succeeded, 1000);

@@ -30,11 +30,18 @@ impl Job for Mark {
 }
 
 fn starts(tag: &str) -> Vec<(u64, Instant)> {
-    STARTS.lock().unwrap().iter().filter(|(t, ..)| t == tag).map(|(_, n, at)| (*n, *at)).collect()
+    STARTS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, ..)| t == tag)
+        .map(|(_, n, at)| (*n, *at))
+        .collect()
 }
 
 async fn worker(storage: &quern::Storage) -> RunningWorker {
-    let w = Worker::new(storage.clone(), Registry::new().register::<Mark>()).configure(|c| c.concurrency = 256);
+    let w =
+        Worker::new(storage.clone(), Registry::new().register::<Mark>()).configure(|c| c.concurrency = 256);
     RunningWorker::start(w)
 }
 
@@ -44,7 +51,12 @@ async fn a_backlog_of_200k_jobs_all_run() {
     let storage = common::storage(&test_support::redis_url()).await;
     let keys = storage.keys("delivery");
     let producer = Producer::new(storage.clone());
-    let jobs: Vec<Mark> = (0..200_000).map(|n| Mark { tag: "backlog".into(), n }).collect();
+    let jobs: Vec<Mark> = (0..200_000)
+        .map(|n| Mark {
+            tag: "backlog".into(),
+            n,
+        })
+        .collect();
     producer.enqueue_many(&jobs).await.unwrap();
     assert_eq!(storage.stats(&keys).await.unwrap().pending, 200_000);
     let w = worker(&storage).await;
@@ -53,7 +65,11 @@ async fn a_backlog_of_200k_jobs_all_run() {
     })
     .await;
     let report = w.stop().await;
-    assert!(done, "not all jobs completed: {:?}", storage.stats(&keys).await.unwrap());
+    assert!(
+        done,
+        "not all jobs completed: {:?}",
+        storage.stats(&keys).await.unwrap()
+    );
     assert_eq!(report.succeeded, 200_000);
     let mut seen: Vec<u64> = starts("backlog").into_iter().map(|(n, _)| n).collect();
     seen.sort_unstable();
@@ -77,9 +93,18 @@ async fn an_idle_worker_picks_up_at_once_and_delayed_jobs_start_on_time() {
     let mut pickups = Vec::new();
     for n in 0..20 {
         let sent = Instant::now();
-        producer.enqueue(&Mark { tag: "idle".into(), n }).await.unwrap();
+        producer
+            .enqueue(&Mark {
+                tag: "idle".into(),
+                n,
+            })
+            .await
+            .unwrap();
         assert!(
-            common::wait_until(Duration::from_secs(5), || async { starts("idle").iter().any(|(m, _)| *m == n) }).await,
+            common::wait_until(Duration::from_secs(5), || async {
+                starts("idle").iter().any(|(m, _)| *m == n)
+            })
+            .await,
             "job {n} never started"
         );
         let started = starts("idle").into_iter().find(|(m, _)| *m == n).unwrap().1;
@@ -98,22 +123,45 @@ async fn an_idle_worker_picks_up_at_once_and_delayed_jobs_start_on_time() {
         let due = SystemTime::now() + Duration::from_millis(delay_ms);
         let due_instant = Instant::now() + Duration::from_millis(delay_ms);
         let n = 1000 + i as u64;
-        producer.enqueue_at(&Mark { tag: "delayed".into(), n }, due).await.unwrap();
+        producer
+            .enqueue_at(
+                &Mark {
+                    tag: "delayed".into(),
+                    n,
+                },
+                due,
+            )
+            .await
+            .unwrap();
         if i == 2 {
             // Keep the worker busy while the last one becomes due.
-            let busy: Vec<Mark> = (0..20_000).map(|n| Mark { tag: "busy".into(), n }).collect();
+            let busy: Vec<Mark> = (0..20_000)
+                .map(|n| Mark {
+                    tag: "busy".into(),
+                    n,
+                })
+                .collect();
             producer.enqueue_many(&busy).await.unwrap();
         }
         assert!(
-            common::wait_until(Duration::from_secs(5), || async { starts("delayed").iter().any(|(m, _)| *m == n) }).await,
+            common::wait_until(Duration::from_secs(5), || async {
+                starts("delayed").iter().any(|(m, _)| *m == n)
+            })
+            .await,
             "delayed job {n} never started"
         );
         let started = starts("delayed").into_iter().find(|(m, _)| *m == n).unwrap().1;
-        assert!(started + Duration::from_millis(2) >= due_instant, "delayed job {n} started early");
+        assert!(
+            started + Duration::from_millis(2) >= due_instant,
+            "delayed job {n} started early"
+        );
         lateness.push(started.saturating_duration_since(due_instant));
     }
     eprintln!("delayed job lateness: {lateness:?}");
-    assert!(lateness.iter().all(|l| *l < Duration::from_millis(100)), "{lateness:?}");
+    assert!(
+        lateness.iter().all(|l| *l < Duration::from_millis(100)),
+        "{lateness:?}"
+    );
     w.stop().await;
     storage.delete_queue(&keys).await.unwrap();
 }
@@ -127,30 +175,66 @@ async fn jobs_enqueued_with_raw_redis_commands_run() {
     let prefix = storage.config().prefix.clone();
     let w = worker(&storage).await;
     // Exactly the commands docs/wire-format.md gives a producer in another language.
-    let mut conn = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
     let stream = format!("{prefix}:{{delivery}}:stream");
-    let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let env = format!(
         r#"{{"id":"raw-1","job":"mark","queue":"delivery","attempt":1,"enqueued_at":{now_ms},"payload":{{"tag":"raw","n":1}}}}"#
     );
-    let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("e").arg(&env).query_async(&mut conn).await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("e")
+        .arg(&env)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     // Minimal envelope: only id, job and payload.
     let minimal = r#"{"id":"raw-2","job":"mark","payload":{"tag":"raw","n":2}}"#;
-    let _: String = redis::cmd("XADD").arg(&stream).arg("*").arg("e").arg(minimal).query_async(&mut conn).await.unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("e")
+        .arg(minimal)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     // Delayed: ZADD to the scheduled set, then LPUSH + LTRIM the wake list.
     let delayed = r#"{"id":"raw-3","job":"mark","queue":"delivery","payload":{"tag":"raw","n":3}}"#;
     let due = now_ms + 200;
     redis::pipe()
-        .cmd("ZADD").arg(format!("{prefix}:{{delivery}}:scheduled")).arg(due).arg(delayed)
-        .cmd("LPUSH").arg(format!("{prefix}:{{delivery}}:wake")).arg(1)
-        .cmd("LTRIM").arg(format!("{prefix}:{{delivery}}:wake")).arg(0).arg(0)
+        .cmd("ZADD")
+        .arg(format!("{prefix}:{{delivery}}:scheduled"))
+        .arg(due)
+        .arg(delayed)
+        .cmd("LPUSH")
+        .arg(format!("{prefix}:{{delivery}}:wake"))
+        .arg(1)
+        .cmd("LTRIM")
+        .arg(format!("{prefix}:{{delivery}}:wake"))
+        .arg(0)
+        .arg(0)
         .exec_async(&mut conn)
         .await
         .unwrap();
-    assert!(common::wait_until(Duration::from_secs(10), || async { starts("raw").len() == 3 }).await, "{:?}", starts("raw"));
+    assert!(
+        common::wait_until(Duration::from_secs(10), || async { starts("raw").len() == 3 }).await,
+        "{:?}",
+        starts("raw")
+    );
     w.stop().await;
     let stats = storage.stats(&keys).await.unwrap();
-    assert_eq!((stats.completed, stats.dead, stats.pending, stats.scheduled), (3, 0, 0, 0));
+    assert_eq!(
+        (stats.completed, stats.dead, stats.pending, stats.scheduled),
+        (3, 0, 0, 0)
+    );
     storage.delete_queue(&keys).await.unwrap();
 }
 
@@ -163,17 +247,36 @@ async fn an_unknown_job_type_is_dead_lettered_and_the_worker_goes_on() {
     let w = Worker::new(storage.clone(), Registry::new().register::<Mark>())
         .configure(|c| c.queues = vec!["delivery".into()]);
     let w = RunningWorker::start(w);
-    let id = producer.enqueue_json("delivery", "no_such_job", r#"{"x":1}"#, None).await.unwrap();
-    producer.enqueue(&Mark { tag: "after-unknown".into(), n: 1 }).await.unwrap();
-    assert!(common::wait_until(Duration::from_secs(10), || async {
-        let s = storage.stats(&keys).await.unwrap();
-        s.dead == 1 && s.completed == 1
-    })
-    .await);
+    let id = producer
+        .enqueue_json("delivery", "no_such_job", r#"{"x":1}"#, None)
+        .await
+        .unwrap();
+    producer
+        .enqueue(&Mark {
+            tag: "after-unknown".into(),
+            n: 1,
+        })
+        .await
+        .unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(10), || async {
+            let s = storage.stats(&keys).await.unwrap();
+            s.dead == 1 && s.completed == 1
+        })
+        .await
+    );
     w.stop().await;
-    let record: quern::DeadRecord = serde_json::from_str(&storage.dead_get(&keys, id.as_str()).await.unwrap().unwrap()).unwrap();
+    let record: quern::DeadRecord =
+        serde_json::from_str(&storage.dead_get(&keys, id.as_str()).await.unwrap().unwrap()).unwrap();
     assert_eq!(record.reason, quern::DeadReason::UnknownJob);
-    assert!(record.message.starts_with("unknown job type \"no_such_job\""), "{}", record.message);
-    assert!(record.envelope.unwrap().contains(r#""payload":{"x":1}"#), "the job is kept as it was");
+    assert!(
+        record.message.starts_with("unknown job type \"no_such_job\""),
+        "{}",
+        record.message
+    );
+    assert!(
+        record.envelope.unwrap().contains(r#""payload":{"x":1}"#),
+        "the job is kept as it was"
+    );
     storage.delete_queue(&keys).await.unwrap();
 }

@@ -9,7 +9,9 @@ use quern::{RedisConfig, Storage};
 /// A storage on the test Redis with a key prefix of its own, so tests run in parallel.
 pub async fn storage(url: &str) -> Storage {
     let prefix = test_support::unique_name("qt");
-    Storage::connect(RedisConfig::new(url).prefix(prefix)).await.expect("test Redis reachable")
+    Storage::connect(RedisConfig::new(url).prefix(prefix))
+        .await
+        .expect("test Redis reachable")
 }
 
 /// Polls `check` every 5 ms until it returns true or `limit` passes.
@@ -32,7 +34,9 @@ where
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_test_writer()
         .try_init();
 }
@@ -66,12 +70,24 @@ pub fn example_bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
     let path = dir.join("examples").join(name);
-    assert!(path.exists(), "{} is missing: run the tests with `cargo test` (it builds the examples)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test` (it builds the examples)",
+        path.display()
+    );
     path
 }
 
 /// Reads a hash of counters written by the `record` job of `examples/worker.rs`.
 pub async fn runs(url: &str, key: &str) -> std::collections::HashMap<u64, u64> {
-    let mut conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
-    redis::cmd("HGETALL").arg(key).query_async(&mut conn).await.unwrap()
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
 }

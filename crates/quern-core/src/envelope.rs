@@ -88,7 +88,12 @@ pub struct Failure {
 impl Failure {
     /// A failure of `kind` at `attempt`, now.
     pub fn new(attempt: u32, kind: impl Into<String>, chain: Vec<String>) -> Self {
-        Self { attempt, at: now_ms(), kind: kind.into(), chain }
+        Self {
+            attempt,
+            at: now_ms(),
+            kind: kind.into(),
+            chain,
+        }
     }
 }
 
@@ -179,7 +184,10 @@ pub fn check_size(bytes: &[u8], limit: usize) -> Result<(), DecodeError> {
     if bytes.len() > limit {
         return Err(DecodeError {
             kind: DecodeErrorKind::TooLarge,
-            message: format!("payload is {} bytes, over the limit of {limit} bytes", bytes.len()),
+            message: format!(
+                "payload is {} bytes, over the limit of {limit} bytes",
+                bytes.len()
+            ),
             path: None,
             line: 0,
             column: 0,
@@ -193,7 +201,10 @@ pub fn check_size(bytes: &[u8], limit: usize) -> Result<(), DecodeError> {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// What kind of decoding failure.
@@ -261,7 +272,8 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let env: Envelope<'_> = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| from_json_error(text, with_path(e), DecodeErrorKind::Envelope))?;
-    de.end().map_err(|e| from_json_error(text, path_less(e), DecodeErrorKind::Envelope))?;
+    de.end()
+        .map_err(|e| from_json_error(text, path_less(e), DecodeErrorKind::Envelope))?;
     Ok(env)
 }
 
@@ -270,7 +282,8 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &str) -> Result<T, DecodeErr
     let mut de = serde_json::Deserializer::from_str(payload);
     let value: T = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| from_json_error(payload, with_path(e), DecodeErrorKind::Data))?;
-    de.end().map_err(|e| from_json_error(payload, path_less(e), DecodeErrorKind::Data))?;
+    de.end()
+        .map_err(|e| from_json_error(payload, path_less(e), DecodeErrorKind::Data))?;
     Ok(value)
 }
 
@@ -290,7 +303,10 @@ fn utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
         let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
         DecodeError {
             kind: DecodeErrorKind::Utf8,
-            message: format!("invalid UTF-8: byte 0x{:02x} cannot start or continue a character", bytes[offset]),
+            message: format!(
+                "invalid UTF-8: byte 0x{:02x} cannot start or continue a character",
+                bytes[offset]
+            ),
             path: None,
             line,
             column: offset - line_start + 1,
@@ -313,8 +329,11 @@ fn from_json_error(
     };
     let (line, column) = (inner.line(), inner.column());
     // At end of input serde_json points at the last byte read; the fault is just past it.
-    let offset =
-        if kind == DecodeErrorKind::Eof { text.len() } else { offset_of(text, line, column) };
+    let offset = if kind == DecodeErrorKind::Eof {
+        text.len()
+    } else {
+        offset_of(text, line, column)
+    };
     // serde_json appends " at line L column C"; we report the position in fields of our own.
     let mut message = inner.to_string();
     if let Some(cut) = message.rfind(" at line ") {
@@ -413,7 +432,11 @@ mod tests {
         assert_eq!(&text[err.offset..err.offset + 1], "7");
         assert!(err.window.contains(r#"{"title":<<HERE>>7}]}"#), "{}", err.window);
         let shown = err.to_string();
-        assert!(shown.starts_with("pages[3].title: invalid type: integer `7`, expected a string at line 1 column"), "{shown}");
+        assert!(
+            shown
+                .starts_with("pages[3].title: invalid type: integer `7`, expected a string at line 1 column"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -422,7 +445,11 @@ mod tests {
         let err = decode_payload::<Site>(text).unwrap_err();
         assert_eq!(err.kind, DecodeErrorKind::Syntax);
         assert_eq!(err.line, 2);
-        assert!(err.window.contains("\\n\"pages\": [<<HERE>>}\\u{1}"), "{}", err.window);
+        assert!(
+            err.window.contains("\\n\"pages\": [<<HERE>>}\\u{1}"),
+            "{}",
+            err.window
+        );
     }
 
     #[test]
@@ -461,9 +488,16 @@ mod tests {
 
     #[test]
     fn long_text_is_windowed() {
-        let text = format!(r#"{{"id":1,"pages":[{{"title":"{}"}},{{"title":false}}]}}"#, "x".repeat(200));
+        let text = format!(
+            r#"{{"id":1,"pages":[{{"title":"{}"}},{{"title":false}}]}}"#,
+            "x".repeat(200)
+        );
         let err = decode_payload::<Site>(&text).unwrap_err();
-        assert!(err.window.starts_with("...") && err.window.len() < 100, "{}", err.window);
+        assert!(
+            err.window.starts_with("...") && err.window.len() < 100,
+            "{}",
+            err.window
+        );
     }
 
     #[test]

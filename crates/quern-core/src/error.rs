@@ -36,13 +36,23 @@ pub struct JobError {
 impl JobError {
     /// A failure that another attempt may fix (a timeout, a connection refused).
     pub fn retryable(err: impl Into<BoxError>) -> Self {
-        Self { retryable: true, context: None, source: err.into(), backtrace: Backtrace::capture() }
+        Self {
+            retryable: true,
+            context: None,
+            source: err.into(),
+            backtrace: Backtrace::capture(),
+        }
     }
 
     /// A failure that no retry can fix (bad input, a refused operation): the job goes straight to
     /// the dead-letter set.
     pub fn permanent(err: impl Into<BoxError>) -> Self {
-        Self { retryable: false, context: None, source: err.into(), backtrace: Backtrace::capture() }
+        Self {
+            retryable: false,
+            context: None,
+            source: err.into(),
+            backtrace: Backtrace::capture(),
+        }
     }
 
     /// A retryable failure described by a message only.
@@ -56,7 +66,10 @@ impl JobError {
         match self.context.take() {
             None => self.context = Some(context.into()),
             Some(inner) => {
-                let wrapped = Contextual { message: inner, source: self.source };
+                let wrapped = Contextual {
+                    message: inner,
+                    source: self.source,
+                };
                 self.source = Box::new(wrapped);
                 self.context = Some(context.into());
             }
@@ -184,11 +197,18 @@ mod tests {
     #[test]
     fn chain_keeps_every_cause_and_context() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
-        let err = JobError::from(Outer(io)).context("loading site 7").context("rendering");
+        let err = JobError::from(Outer(io))
+            .context("loading site 7")
+            .context("rendering");
         assert!(err.is_retryable());
         assert_eq!(
             err.chain().0,
-            vec!["rendering", "loading site 7", "query failed", "connection refused"]
+            vec![
+                "rendering",
+                "loading site 7",
+                "query failed",
+                "connection refused"
+            ]
         );
         assert_eq!(
             err.chain().to_string(),

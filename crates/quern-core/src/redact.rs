@@ -33,7 +33,9 @@ pub fn redact_url(url: &str) -> String {
     };
     if let Some(q) = out.find("password=") {
         let value_start = q + "password=".len();
-        let value_end = out[value_start..].find(['&', ' ']).map_or(out.len(), |e| value_start + e);
+        let value_end = out[value_start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |e| value_start + e);
         out.replace_range(value_start..value_end, "***");
     }
     out
@@ -45,9 +47,15 @@ mod tests {
 
     #[test]
     fn redacts_userinfo_and_query_passwords() {
-        assert_eq!(redact_url("postgres://u:p@h/db?password=x&sslmode=disable"), "postgres://u:***@h/db?password=***&sslmode=disable");
+        assert_eq!(
+            redact_url("postgres://u:p@h/db?password=x&sslmode=disable"),
+            "postgres://u:***@h/db?password=***&sslmode=disable"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("rediss://u:p:q@h"), "rediss://u:***@h");
-        assert_eq!(redact_url("host=h password=x dbname=d"), "host=h password=*** dbname=d");
+        assert_eq!(
+            redact_url("host=h password=x dbname=d"),
+            "host=h password=*** dbname=d"
+        );
     }
 }

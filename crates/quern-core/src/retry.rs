@@ -39,14 +39,24 @@ impl Default for Backoff {
 impl Backoff {
     /// Exponential backoff from `base`, doubling, capped at `max`, with 20% jitter.
     pub fn exponential(base: Duration, max: Duration) -> Self {
-        Backoff::Exponential { base, factor: 2.0, max, jitter: 0.2 }
+        Backoff::Exponential {
+            base,
+            factor: 2.0,
+            max,
+            jitter: 0.2,
+        }
     }
 
     /// The delay after failed attempt number `attempt` (1 for the first execution).
     pub fn delay(&self, attempt: u32) -> Duration {
         match *self {
             Backoff::Fixed(d) => d,
-            Backoff::Exponential { base, factor, max, jitter } => {
+            Backoff::Exponential {
+                base,
+                factor,
+                max,
+                jitter,
+            } => {
                 let exp = attempt.saturating_sub(1).min(64) as i32;
                 let raw = base.as_secs_f64() * factor.max(1.0).powi(exp);
                 let capped = raw.min(max.as_secs_f64());
@@ -85,7 +95,10 @@ mod tests {
         let b = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(10));
         for _ in 0..200 {
             let d = b.delay(1);
-            assert!(d >= Duration::from_secs(1) && d <= Duration::from_millis(1200), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(1) && d <= Duration::from_millis(1200),
+                "{d:?}"
+            );
         }
     }
 }

@@ -59,11 +59,12 @@ impl StorageError {
                     || source.is_timeout()
                     || source.is_connection_dropped()
                     || source.is_connection_refusal()
-                    || matches!(source.code(), Some("LOADING" | "NOSCRIPT" | "NOGROUP" | "TRYAGAIN" | "MASTERDOWN"))
+                    || matches!(
+                        source.code(),
+                        Some("LOADING" | "NOSCRIPT" | "NOGROUP" | "TRYAGAIN" | "MASTERDOWN")
+                    )
             }
-            StorageError::Payload(_) | StorageError::QueueName(_) | StorageError::Protocol { .. } => {
-                false
-            }
+            StorageError::Payload(_) | StorageError::QueueName(_) | StorageError::Protocol { .. } => false,
         }
     }
 

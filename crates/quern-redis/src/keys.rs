@@ -31,7 +31,10 @@ pub fn validate_queue(name: &str) -> Result<(), InvalidQueueName> {
     } else {
         return Ok(());
     };
-    Err(InvalidQueueName { name: name.to_owned(), reason })
+    Err(InvalidQueueName {
+        name: name.to_owned(),
+        reason,
+    })
 }
 
 /// The keys of one queue.
@@ -114,7 +117,10 @@ mod tests {
     fn bad_queue_names_are_refused() {
         assert!(validate_queue("emails").is_ok());
         assert!(validate_queue("").is_err());
-        assert_eq!(validate_queue("a{b").unwrap_err().reason, "it contains `{` or `}`");
+        assert_eq!(
+            validate_queue("a{b").unwrap_err().reason,
+            "it contains `{` or `}`"
+        );
         assert!(validate_queue("a b").is_err());
     }
 }

@@ -38,7 +38,9 @@ pub struct Producer {
 impl Producer {
     /// Connects to Redis.
     pub async fn connect(config: RedisConfig) -> Result<Self, StorageError> {
-        Ok(Self { storage: Storage::connect(config).await? })
+        Ok(Self {
+            storage: Storage::connect(config).await?,
+        })
     }
 
     /// A producer sharing an existing connection.
@@ -66,7 +68,9 @@ impl Producer {
         let queue = Self::queue::<J>()?;
         let payload = self.payload(job)?;
         let env = Envelope::new(J::NAME, &queue, &payload);
-        self.storage.push(&self.storage.keys(&queue), &[env.encode()]).await?;
+        self.storage
+            .push(&self.storage.keys(&queue), &[env.encode()])
+            .await?;
         Ok(env.id)
     }
 
@@ -119,7 +123,8 @@ impl Producer {
         at: Option<SystemTime>,
     ) -> Result<JobId, StorageError> {
         validate_queue(queue)?;
-        check_size(json.as_bytes(), self.storage.config().max_payload_bytes).map_err(StorageError::Payload)?;
+        check_size(json.as_bytes(), self.storage.config().max_payload_bytes)
+            .map_err(StorageError::Payload)?;
         let payload: Box<RawValue> = decode_payload(json).map_err(StorageError::Payload)?;
         let env = Envelope::new(job_name, queue, &payload);
         self.put(queue, &env, at.unwrap_or(UNIX_EPOCH)).await?;
@@ -128,7 +133,10 @@ impl Producer {
 
     async fn put(&self, queue: &str, env: &Envelope<'_>, at: SystemTime) -> Result<(), StorageError> {
         let keys = self.storage.keys(queue);
-        let due = at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let due = at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         if due <= quern_core::envelope::now_ms() {
             self.storage.push(&keys, &[env.encode()]).await
         } else {

@@ -127,7 +127,10 @@ pub struct DeadRetention {
 
 impl Default for DeadRetention {
     fn default() -> Self {
-        Self { max_count: 10_000, max_age: Duration::from_secs(30 * 24 * 3600) }
+        Self {
+            max_count: 10_000,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+        }
     }
 }
 
@@ -212,7 +215,10 @@ fn manager_config(response_timeout: Option<Duration>, connect: Duration) -> Conn
 impl Storage {
     /// Connects, or fails with an error that names the URL (password redacted) and what to do.
     pub async fn connect(config: RedisConfig) -> Result<Self, StorageError> {
-        let connect_err = |source| StorageError::Connect { url: config.redacted_url(), source };
+        let connect_err = |source| StorageError::Connect {
+            url: config.redacted_url(),
+            source,
+        };
         let client = Client::open(config.url.as_str()).map_err(connect_err)?;
         let cfg = manager_config(Some(config.response_timeout), config.connection_timeout);
         let conn = tokio::time::timeout(
@@ -227,7 +233,12 @@ impl Storage {
             )))
         })?
         .map_err(connect_err)?;
-        Ok(Self { config: Arc::new(config), client, conn, registered: Default::default() })
+        Ok(Self {
+            config: Arc::new(config),
+            client,
+            conn,
+            registered: Default::default(),
+        })
     }
 
     /// The configuration.
@@ -250,7 +261,10 @@ impl Storage {
         self.client
             .get_connection_manager_with_config(cfg)
             .await
-            .map_err(|source| StorageError::Connect { url: self.config.redacted_url(), source })
+            .map_err(|source| StorageError::Connect {
+                url: self.config.redacted_url(),
+                source,
+            })
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -262,7 +276,10 @@ impl Storage {
         let mut seen = self.registered.lock().expect("poisoned");
         if !seen.contains(queue) {
             seen.insert(queue.to_owned());
-            pipe.cmd("SADD").arg(queues_key(&self.config.prefix)).arg(queue).ignore();
+            pipe.cmd("SADD")
+                .arg(queues_key(&self.config.prefix))
+                .arg(queue)
+                .ignore();
         }
     }
 
@@ -273,9 +290,16 @@ impl Storage {
         let mut pipe = redis::pipe();
         self.register_pipe(&mut pipe, &keys.queue);
         for env in envelopes {
-            pipe.cmd("XADD").arg(&keys.stream).arg("*").arg("e").arg(env).ignore();
+            pipe.cmd("XADD")
+                .arg(&keys.stream)
+                .arg("*")
+                .arg("e")
+                .arg(env)
+                .ignore();
         }
-        pipe.exec_async(&mut self.conn()).await.map_err(StorageError::redis("enqueueing"))
+        pipe.exec_async(&mut self.conn())
+            .await
+            .map_err(StorageError::redis("enqueueing"))
     }
 
     /// Puts envelopes in the delayed set, each due at its time (ms since epoch), in one round trip.
@@ -283,9 +307,14 @@ impl Storage {
         let mut pipe = redis::pipe();
         self.register_pipe(&mut pipe, &keys.queue);
         for (due, env) in jobs {
-            script_cmd(&mut pipe, &scripts::SCHEDULE, &[&keys.scheduled, &keys.wake], |c| {
-                c.arg(due).arg(env);
-            });
+            script_cmd(
+                &mut pipe,
+                &scripts::SCHEDULE,
+                &[&keys.scheduled, &keys.wake],
+                |c| {
+                    c.arg(due).arg(env);
+                },
+            );
         }
         self.exec_scripts(&pipe, "scheduling").await
     }
@@ -297,7 +326,9 @@ impl Storage {
         match pipe.exec_async(&mut conn).await {
             Err(e) if e.code() == Some("NOSCRIPT") => {
                 self.load_scripts().await?;
-                pipe.exec_async(&mut conn).await.map_err(StorageError::redis(context))
+                pipe.exec_async(&mut conn)
+                    .await
+                    .map_err(StorageError::redis(context))
             }
             other => other.map_err(StorageError::redis(context)),
         }
@@ -307,7 +338,9 @@ impl Storage {
     pub async fn load_scripts(&self) -> Result<(), StorageError> {
         let mut conn = self.conn();
         for s in scripts::all() {
-            s.load_async(&mut conn).await.map_err(StorageError::redis("loading scripts"))?;
+            s.load_async(&mut conn)
+                .await
+                .map_err(StorageError::redis("loading scripts"))?;
         }
         Ok(())
     }
@@ -359,14 +392,23 @@ impl Storage {
     }
 
     /// Settles finished executions in one round trip.
-    pub async fn settle(&self, keys: &QueueKeys, ops: &[Settle], retention: DeadRetention) -> Result<(), StorageError> {
+    pub async fn settle(
+        &self,
+        keys: &QueueKeys,
+        ops: &[Settle],
+        retention: DeadRetention,
+    ) -> Result<(), StorageError> {
         let mut pipe = redis::pipe();
         let mut acked: Vec<&str> = Vec::new();
         let now = quern_core::envelope::now_ms();
         for op in ops {
             match op {
                 Settle::Ack { entry_id } => acked.push(entry_id),
-                Settle::Retry { entry_id, due_ms, envelope } => script_cmd(
+                Settle::Retry {
+                    entry_id,
+                    due_ms,
+                    envelope,
+                } => script_cmd(
                     &mut pipe,
                     &scripts::RETRY,
                     &[&keys.stream, &keys.retry, &keys.wake, &keys.stats],
@@ -374,7 +416,11 @@ impl Storage {
                         c.arg(GROUP).arg(entry_id).arg(due_ms).arg(envelope);
                     },
                 ),
-                Settle::Dead { entry_id, job_id, record } => script_cmd(
+                Settle::Dead {
+                    entry_id,
+                    job_id,
+                    record,
+                } => script_cmd(
                     &mut pipe,
                     &scripts::DEAD_LETTER,
                     &[&keys.stream, &keys.dead, &keys.dead_records, &keys.stats],
@@ -393,14 +439,23 @@ impl Storage {
         if !acked.is_empty() {
             pipe.cmd("XACK").arg(&keys.stream).arg(GROUP).arg(&acked).ignore();
             pipe.cmd("XDEL").arg(&keys.stream).arg(&acked).ignore();
-            pipe.cmd("HINCRBY").arg(&keys.stats).arg("completed").arg(acked.len()).ignore();
+            pipe.cmd("HINCRBY")
+                .arg(&keys.stats)
+                .arg("completed")
+                .arg(acked.len())
+                .ignore();
         }
         self.exec_scripts(&pipe, "settling jobs").await
     }
 
     /// Renews the leases of `entry_ids` held by `consumer`; returns the ids still leased to it
     /// (an id missing from the answer lost its lease and has been queued again).
-    pub async fn renew(&self, keys: &QueueKeys, consumer: &str, entry_ids: &[String]) -> Result<HashSet<String>, StorageError> {
+    pub async fn renew(
+        &self,
+        keys: &QueueKeys,
+        consumer: &str,
+        entry_ids: &[String],
+    ) -> Result<HashSet<String>, StorageError> {
         if entry_ids.is_empty() {
             return Ok(HashSet::new());
         }
@@ -489,7 +544,12 @@ impl Storage {
     }
 
     /// Waits up to `timeout` for a wake token (pushed when a delayed job or retry is scheduled).
-    pub async fn wait_wake(&self, conn: &mut ConnectionManager, keys: &QueueKeys, timeout: Duration) -> Result<bool, StorageError> {
+    pub async fn wait_wake(
+        &self,
+        conn: &mut ConnectionManager,
+        keys: &QueueKeys,
+        timeout: Duration,
+    ) -> Result<bool, StorageError> {
         let secs = timeout.as_secs_f64().max(0.001);
         let v: Value = redis::cmd("BLPOP")
             .arg(&keys.wake)
@@ -516,22 +576,32 @@ impl Storage {
     /// Counts for one queue.
     pub async fn stats(&self, keys: &QueueKeys) -> Result<QueueStats, StorageError> {
         let mut conn = self.conn();
-        let (len, scheduled, retrying, dead, counters): (u64, u64, u64, u64, std::collections::HashMap<String, u64>) =
-            redis::pipe()
-                .cmd("XLEN")
-                .arg(&keys.stream)
-                .cmd("ZCARD")
-                .arg(&keys.scheduled)
-                .cmd("ZCARD")
-                .arg(&keys.retry)
-                .cmd("ZCARD")
-                .arg(&keys.dead)
-                .cmd("HGETALL")
-                .arg(&keys.stats)
-                .query_async(&mut conn)
-                .await
-                .map_err(StorageError::redis("reading stats"))?;
-        let running: u64 = match redis::cmd("XPENDING").arg(&keys.stream).arg(GROUP).query_async::<Value>(&mut conn).await {
+        let (len, scheduled, retrying, dead, counters): (
+            u64,
+            u64,
+            u64,
+            u64,
+            std::collections::HashMap<String, u64>,
+        ) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&keys.stream)
+            .cmd("ZCARD")
+            .arg(&keys.scheduled)
+            .cmd("ZCARD")
+            .arg(&keys.retry)
+            .cmd("ZCARD")
+            .arg(&keys.dead)
+            .cmd("HGETALL")
+            .arg(&keys.stats)
+            .query_async(&mut conn)
+            .await
+            .map_err(StorageError::redis("reading stats"))?;
+        let running: u64 = match redis::cmd("XPENDING")
+            .arg(&keys.stream)
+            .arg(GROUP)
+            .query_async::<Value>(&mut conn)
+            .await
+        {
             Ok(Value::Array(v)) => match v.first() {
                 Some(Value::Int(n)) => *n as u64,
                 _ => 0,
@@ -553,7 +623,11 @@ impl Storage {
     }
 
     /// Dead jobs, newest first: `(job id, record JSON)`.
-    pub async fn dead_list(&self, keys: &QueueKeys, limit: usize) -> Result<Vec<(String, String)>, StorageError> {
+    pub async fn dead_list(
+        &self,
+        keys: &QueueKeys,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StorageError> {
         let mut conn = self.conn();
         let ids: Vec<String> = redis::cmd("ZRANGE")
             .arg(&keys.dead)
@@ -572,7 +646,11 @@ impl Storage {
             .query_async(&mut conn)
             .await
             .map_err(StorageError::redis("listing dead jobs"))?;
-        Ok(ids.into_iter().zip(records).filter_map(|(id, r)| r.map(|r| (id, r))).collect())
+        Ok(ids
+            .into_iter()
+            .zip(records)
+            .filter_map(|(id, r)| r.map(|r| (id, r)))
+            .collect())
     }
 
     /// The dead record of `job_id`, if it is dead.
@@ -586,7 +664,12 @@ impl Storage {
     }
 
     /// Moves a dead job back to its queue with `envelope`; false when it was no longer dead.
-    pub async fn dead_revive(&self, keys: &QueueKeys, job_id: &str, envelope: &str) -> Result<bool, StorageError> {
+    pub async fn dead_revive(
+        &self,
+        keys: &QueueKeys,
+        job_id: &str,
+        envelope: &str,
+    ) -> Result<bool, StorageError> {
         let n: i64 = scripts::REVIVE_DEAD
             .key(&keys.stream)
             .key(&keys.dead)
@@ -631,13 +714,20 @@ impl Storage {
 
     /// Finds a job by id in every state of the queue: dead, scheduled, retrying, pending or
     /// running. Scans (admin use, not for hot paths); returns the state and the stored text.
-    pub async fn find_job(&self, keys: &QueueKeys, job_id: &str) -> Result<Option<(JobState, String)>, StorageError> {
+    pub async fn find_job(
+        &self,
+        keys: &QueueKeys,
+        job_id: &str,
+    ) -> Result<Option<(JobState, String)>, StorageError> {
         let mut conn = self.conn();
         if let Some(record) = self.dead_get(keys, job_id).await? {
             return Ok(Some((JobState::Dead, record)));
         }
         let needle = format!("\"id\":{}", serde_json::to_string(job_id).expect("string"));
-        for (set, state) in [(&keys.scheduled, JobState::Scheduled), (&keys.retry, JobState::Retrying)] {
+        for (set, state) in [
+            (&keys.scheduled, JobState::Scheduled),
+            (&keys.retry, JobState::Retrying),
+        ] {
             let mut cursor = 0u64;
             loop {
                 let (next, members): (u64, Vec<String>) = redis::cmd("ZSCAN")
@@ -686,7 +776,11 @@ impl Storage {
                         .await
                         .unwrap_or(Value::Nil);
                     let running = matches!(&pending, Value::Array(v) if !v.is_empty());
-                    let state = if running { JobState::Running } else { JobState::Pending };
+                    let state = if running {
+                        JobState::Running
+                    } else {
+                        JobState::Pending
+                    };
                     return Ok(Some((state, text.into_owned())));
                 }
             }
@@ -714,7 +808,12 @@ impl Storage {
 /// How many entries one bounded script call handles.
 const BATCH: usize = 500;
 
-fn script_cmd(pipe: &mut redis::Pipeline, script: &redis::Script, keys: &[&str], args: impl FnOnce(&mut redis::Cmd)) {
+fn script_cmd(
+    pipe: &mut redis::Pipeline,
+    script: &redis::Script,
+    keys: &[&str],
+    args: impl FnOnce(&mut redis::Cmd),
+) {
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
     args(&mut cmd);
@@ -722,7 +821,10 @@ fn script_cmd(pipe: &mut redis::Pipeline, script: &redis::Script, keys: &[&str],
 }
 
 fn parse_read(reply: Value) -> Result<Vec<Delivery>, StorageError> {
-    let bad = |detail: &str| StorageError::Protocol { context: "reading jobs", detail: detail.to_owned() };
+    let bad = |detail: &str| StorageError::Protocol {
+        context: "reading jobs",
+        detail: detail.to_owned(),
+    };
     let streams = match reply {
         Value::Nil => return Ok(Vec::new()),
         Value::Array(s) => s,
@@ -731,11 +833,17 @@ fn parse_read(reply: Value) -> Result<Vec<Delivery>, StorageError> {
     };
     let mut out = Vec::new();
     for stream in streams {
-        let Value::Array(mut pair) = stream else { return Err(bad("stream is not a pair")) };
-        let Some(Value::Array(entries)) = pair.pop() else { return Err(bad("no entries")) };
+        let Value::Array(mut pair) = stream else {
+            return Err(bad("stream is not a pair"));
+        };
+        let Some(Value::Array(entries)) = pair.pop() else {
+            return Err(bad("no entries"));
+        };
         out.reserve(entries.len());
         for entry in entries {
-            let Value::Array(mut parts) = entry else { return Err(bad("entry is not an array")) };
+            let Value::Array(mut parts) = entry else {
+                return Err(bad("entry is not an array"));
+            };
             let fields = parts.pop();
             let id = match parts.pop() {
                 Some(Value::BulkString(b)) => String::from_utf8(b).map_err(|_| bad("entry id"))?,
@@ -751,13 +859,20 @@ fn parse_read(reply: Value) -> Result<Vec<Delivery>, StorageError> {
                     match (k.as_slice(), v) {
                         (b"e", Value::BulkString(v)) => envelope = v,
                         (b"r", Value::BulkString(v)) => {
-                            lease_expiries = std::str::from_utf8(&v).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+                            lease_expiries = std::str::from_utf8(&v)
+                                .ok()
+                                .and_then(|s| s.parse().ok())
+                                .unwrap_or(0)
                         }
                         _ => {}
                     }
                 }
             }
-            out.push(Delivery { entry_id: id, envelope, lease_expiries });
+            out.push(Delivery {
+                entry_id: id,
+                envelope,
+                lease_expiries,
+            });
         }
     }
     Ok(out)

@@ -14,7 +14,12 @@ pub(crate) struct Reconnect {
 
 impl Reconnect {
     pub(crate) fn new(storage: &Storage, what: &'static str) -> Self {
-        Self { url: storage.config().redacted_url(), what, delay: Duration::from_millis(100), failures: 0 }
+        Self {
+            url: storage.config().redacted_url(),
+            what,
+            delay: Duration::from_millis(100),
+            failures: 0,
+        }
     }
 
     pub(crate) fn succeeded(&mut self) {

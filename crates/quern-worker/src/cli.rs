@@ -28,7 +28,12 @@ use crate::{Registry, Worker, WorkerConfig};
 #[command(version, about = "Quern: Redis-backed background jobs", long_about = None)]
 pub struct Cli {
     /// Redis URL, e.g. redis://:password@host:6379/0.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", global = true)]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
     pub redis_url: String,
     /// Prefix of every Redis key Quern writes.
     #[arg(long, env = "QUERN_PREFIX", default_value = "quern", global = true)]
@@ -168,7 +173,11 @@ pub async fn main_with(registry: Registry, configure: impl FnOnce(Worker) -> Wor
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", ErrorChain::of(&e));
-            if let StorageError::Payload(_) | StorageError::QueueName(_) = e { ExitCode::from(2) } else { ExitCode::FAILURE }
+            if let StorageError::Payload(_) | StorageError::QueueName(_) = e {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -176,7 +185,9 @@ pub async fn main_with(registry: Registry, configure: impl FnOnce(Worker) -> Wor
 /// Logs to stderr; `RUST_LOG` filters (default `info`).
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -192,7 +203,9 @@ pub async fn execute(
     match cli.command {
         Command::Run(args) => {
             if registry.names().is_empty() {
-                eprintln!("warning: this binary registers no job types: every job it claims is dead-lettered as unknown");
+                eprintln!(
+                    "warning: this binary registers no job types: every job it claims is dead-lettered as unknown"
+                );
             }
             let config = WorkerConfig {
                 queues: args.queues,
@@ -212,7 +225,11 @@ pub async fn execute(
             }
         }
         Command::Stats { queues, json } => {
-            let queues = if queues.is_empty() { storage.queues().await? } else { queues };
+            let queues = if queues.is_empty() {
+                storage.queues().await?
+            } else {
+                queues
+            };
             let mut all = Vec::new();
             for q in &queues {
                 all.push(storage.stats(&storage.keys(q)).await?);
@@ -236,7 +253,12 @@ pub async fn execute(
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Enqueue { job, json, queue, delay_ms } => {
+        Command::Enqueue {
+            job,
+            json,
+            queue,
+            delay_ms,
+        } => {
             let queue = queue
                 .or_else(|| registry.options(&job).map(|o| o.queue.to_string()))
                 .unwrap_or_else(|| "default".into());
@@ -280,7 +302,11 @@ async fn queues_to_search(storage: &Storage, queue: Option<String>) -> Result<Ve
     }
 }
 
-async fn find_dead(storage: &Storage, queue: Option<String>, id: &str) -> Result<Option<(QueueKeys, String)>, StorageError> {
+async fn find_dead(
+    storage: &Storage,
+    queue: Option<String>,
+    id: &str,
+) -> Result<Option<(QueueKeys, String)>, StorageError> {
     for q in queues_to_search(storage, queue).await? {
         let keys = storage.keys(&q);
         if let Some(r) = storage.dead_get(&keys, id).await? {
@@ -293,11 +319,19 @@ async fn find_dead(storage: &Storage, queue: Option<String>, id: &str) -> Result
 async fn dead(storage: &Storage, cmd: DeadCommand) -> Result<ExitCode, StorageError> {
     match cmd {
         DeadCommand::List { queue, limit } => {
-            println!("{:<38} {:<20} {:<16} {:<24} {:<20} message", "id", "job", "queue", "died at", "reason");
+            println!(
+                "{:<38} {:<20} {:<16} {:<24} {:<20} message",
+                "id", "job", "queue", "died at", "reason"
+            );
             for q in queues_to_search(storage, queue).await? {
                 for (id, text) in storage.dead_list(&storage.keys(&q), limit).await? {
                     let (job, died, reason, message) = match serde_json::from_str::<DeadRecord>(&text) {
-                        Ok(r) => (r.job.unwrap_or_default(), format_ms(r.died_at), r.reason.describe().to_owned(), r.message),
+                        Ok(r) => (
+                            r.job.unwrap_or_default(),
+                            format_ms(r.died_at),
+                            r.reason.describe().to_owned(),
+                            r.message,
+                        ),
                         Err(_) => (String::new(), String::new(), String::new(), text),
                     };
                     let message: String = message.chars().take(100).collect();
@@ -317,7 +351,9 @@ async fn dead(storage: &Storage, cmd: DeadCommand) -> Result<ExitCode, StorageEr
                 Ok(ExitCode::FAILURE)
             }
         },
-        DeadCommand::Retry { id: Some(id), queue, .. } => match find_dead(storage, queue, &id).await? {
+        DeadCommand::Retry {
+            id: Some(id), queue, ..
+        } => match find_dead(storage, queue, &id).await? {
             Some((keys, text)) => revive(storage, &keys, &id, &text).await,
             None => {
                 eprintln!("no dead job with id {id:?}");
@@ -344,7 +380,11 @@ async fn dead(storage: &Storage, cmd: DeadCommand) -> Result<ExitCode, StorageEr
                 }
             }
             println!("{revived} job(s) back in their queues; {refused} refused");
-            Ok(if refused == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if refused == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         DeadCommand::Delete { id, queue } => match find_dead(storage, queue, &id).await? {
             Some((keys, _)) => {
@@ -408,7 +448,10 @@ fn print_dead(text: &str) {
         if let Some(p) = &d.path {
             println!("  path:   {p}");
         }
-        println!("  at:     line {} column {} (byte {} of {})", d.line, d.column, d.offset, d.size);
+        println!(
+            "  at:     line {} column {} (byte {} of {})",
+            d.line, d.column, d.offset, d.size
+        );
         println!("  around: {}", d.window);
     }
     if !r.failures.is_empty() {
@@ -442,7 +485,13 @@ pub fn format_ms(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
 }
 
 /// A shutdown handle usable as the `shutdown` future of [`execute`] in tests.

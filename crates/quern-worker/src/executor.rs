@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use quern_core::{
-    DecodeError, Extensions, Isolation, Job, JobContext, JobError, JobOptions, Outcome, Resource, ResourceContext,
-    Shutdown,
+    DecodeError, Extensions, Isolation, Job, JobContext, JobError, JobOptions, Outcome, Resource,
+    ResourceContext, Shutdown,
 };
 
 /// How one execution ended, as the worker sees it.
@@ -18,9 +18,16 @@ use quern_core::{
 pub(crate) enum ExecOutcome {
     Succeeded,
     /// `run` or a resource returned an error.
-    Failed { error: JobError, during: &'static str },
-    Panicked { message: String },
-    TimedOut { after: Duration },
+    Failed {
+        error: JobError,
+        during: &'static str,
+    },
+    Panicked {
+        message: String,
+    },
+    TimedOut {
+        after: Duration,
+    },
     /// Cancelled by shutdown: not settled; the job goes back to its queue.
     Cancelled,
     Undecodable(DecodeError),
@@ -101,7 +108,12 @@ async fn run_once<J: Job>(
 ) -> ExecOutcome {
     let mut resources = match <J::Resources as Resource>::acquire(ResourceContext::new(ctx, ext)).await {
         Ok(r) => r,
-        Err(error) => return ExecOutcome::Failed { error, during: "acquiring resources" },
+        Err(error) => {
+            return ExecOutcome::Failed {
+                error,
+                during: "acquiring resources",
+            };
+        }
     };
     let outcome = {
         let run = AssertUnwindSafe(job.run(ctx, &mut resources)).catch_unwind();
@@ -128,7 +140,10 @@ async fn run_once<J: Job>(
         ExecOutcome::Cancelled => Outcome::Cancelled,
     };
     // A panicking release must not take the worker down either.
-    if let Err(p) = AssertUnwindSafe(resources.release(for_resource)).catch_unwind().await {
+    if let Err(p) = AssertUnwindSafe(resources.release(for_resource))
+        .catch_unwind()
+        .await
+    {
         tracing::error!(panic = %panic_message(p), "releasing the job's resources panicked");
     }
     outcome
@@ -145,7 +160,9 @@ pub(crate) fn install_panic_hook() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let loc = info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            let loc = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
             LAST_PANIC_LOCATION.with(|c| *c.borrow_mut() = loc);
             previous(info);
         }));

@@ -20,7 +20,8 @@ pub(crate) async fn promote(storage: Storage, keys: QueueKeys, woken: Arc<Notify
             Ok((_, next)) => {
                 reconnect.succeeded();
                 match next {
-                    Some(due) => Duration::from_millis(due.saturating_sub(quern_core::envelope::now_ms())).min(MAX_SLEEP),
+                    Some(due) => Duration::from_millis(due.saturating_sub(quern_core::envelope::now_ms()))
+                        .min(MAX_SLEEP),
                     None => MAX_SLEEP,
                 }
             }

@@ -12,7 +12,13 @@ use crate::executor::{self, ExecOutcome, Limits};
 /// Runs one execution of a registered job type from its raw payload.
 pub(crate) trait Handler: Send + Sync {
     fn options(&self) -> &JobOptions;
-    fn execute(&self, ctx: JobContext, payload: String, ext: Arc<Extensions>, limits: Limits) -> BoxFuture<'static, ExecOutcome>;
+    fn execute(
+        &self,
+        ctx: JobContext,
+        payload: String,
+        ext: Arc<Extensions>,
+        limits: Limits,
+    ) -> BoxFuture<'static, ExecOutcome>;
 }
 
 struct Typed<J: Job> {
@@ -25,7 +31,13 @@ impl<J: Job> Handler for Typed<J> {
         &self.options
     }
 
-    fn execute(&self, ctx: JobContext, payload: String, ext: Arc<Extensions>, limits: Limits) -> BoxFuture<'static, ExecOutcome> {
+    fn execute(
+        &self,
+        ctx: JobContext,
+        payload: String,
+        ext: Arc<Extensions>,
+        limits: Limits,
+    ) -> BoxFuture<'static, ExecOutcome> {
         let options = self.options.clone();
         Box::pin(async move {
             let job: J = match decode_payload(&payload) {
@@ -71,9 +83,13 @@ impl Registry {
     /// Adds job type `J` with options overriding its own.
     #[must_use]
     pub fn register_with<J: Job>(mut self, options: JobOptions) -> Self {
-        let previous = self
-            .handlers
-            .insert(J::NAME.to_owned(), Arc::new(Typed::<J> { options, _job: std::marker::PhantomData }));
+        let previous = self.handlers.insert(
+            J::NAME.to_owned(),
+            Arc::new(Typed::<J> {
+                options,
+                _job: std::marker::PhantomData,
+            }),
+        );
         assert!(previous.is_none(), "job name {:?} is registered twice", J::NAME);
         self
     }
@@ -97,7 +113,11 @@ impl Registry {
 
     /// The queues of the registered job types, sorted and deduplicated.
     pub fn queues(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.handlers.values().map(|h| h.options().queue.to_string()).collect();
+        let mut v: Vec<String> = self
+            .handlers
+            .values()
+            .map(|h| h.options().queue.to_string())
+            .collect();
         v.sort();
         v.dedup();
         v

@@ -47,4 +47,3 @@ pub(crate) async fn run(
         }
     }
 }
-

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use quern_core::envelope::{Failure, decode_envelope, now_ms};
 use quern_core::{ErrorChain, Extensions, JobContext, Shutdown};
-use quern_redis::{DeadReason, DeadRecord, DeadRetention, Delivery, QueueKeys, RedisConfig, Settle, Storage, StorageError};
+use quern_redis::{
+    DeadReason, DeadRecord, DeadRetention, Delivery, QueueKeys, RedisConfig, Settle, Storage, StorageError,
+};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -60,10 +62,18 @@ impl Default for WorkerConfig {
 fn default_consumer() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "worker".into());
-    format!("{host}:{}:{:06x}", std::process::id(), rand::random::<u32>() & 0xff_ffff)
+    format!(
+        "{host}:{}:{:06x}",
+        std::process::id(),
+        rand::random::<u32>() & 0xff_ffff
+    )
 }
 
 /// A worker bound to a Redis server and a registry of job types.
@@ -129,7 +139,12 @@ impl Worker {
 
     /// A worker on an existing connection.
     pub fn new(storage: Storage, registry: Registry) -> Self {
-        Self { storage, registry, config: WorkerConfig::default(), extensions: Extensions::new() }
+        Self {
+            storage,
+            registry,
+            config: WorkerConfig::default(),
+            extensions: Extensions::new(),
+        }
     }
 
     /// Replaces the settings.
@@ -162,7 +177,11 @@ impl Worker {
     /// grace period, cancels the rest, and gives every unfinished job back to its queue.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<WorkerReport, WorkerError> {
         crate::executor::install_panic_hook();
-        let queues = if self.config.queues.is_empty() { self.registry.queues() } else { self.config.queues.clone() };
+        let queues = if self.config.queues.is_empty() {
+            self.registry.queues()
+        } else {
+            self.config.queues.clone()
+        };
         if queues.is_empty() {
             return Err(WorkerError::NoQueues);
         }
@@ -187,7 +206,9 @@ impl Worker {
         let shared = Arc::new(Shared {
             registry: self.registry,
             extensions: Arc::new(self.extensions),
-            limits: Limits { hard_stop: hard_stop.clone() },
+            limits: Limits {
+                hard_stop: hard_stop.clone(),
+            },
             counters: Counters::default(),
             max_payload: storage.config().max_payload_bytes,
             soft_stop: soft_stop.clone(),
@@ -216,9 +237,19 @@ impl Worker {
                 config.lease,
                 background_stop.clone(),
             )));
-            background.push(tokio::spawn(lease::reap(storage.clone(), keys.clone(), config.lease, background_stop.clone())));
+            background.push(tokio::spawn(lease::reap(
+                storage.clone(),
+                keys.clone(),
+                config.lease,
+                background_stop.clone(),
+            )));
             let woken = Arc::new(Notify::new());
-            background.push(tokio::spawn(promoter::promote(storage.clone(), keys.clone(), woken.clone(), background_stop.clone())));
+            background.push(tokio::spawn(promoter::promote(
+                storage.clone(),
+                keys.clone(),
+                woken.clone(),
+                background_stop.clone(),
+            )));
             let listener = tokio::spawn(promoter::listen(storage.clone(), keys.clone(), woken));
             let fetcher = Fetcher {
                 storage: storage.clone(),
@@ -235,13 +266,19 @@ impl Worker {
         }
 
         shutdown.await;
-        tracing::info!(grace_ms = config.grace.as_millis() as u64, "shutting down: no new jobs; waiting for running ones");
+        tracing::info!(
+            grace_ms = config.grace.as_millis() as u64,
+            "shutting down: no new jobs; waiting for running ones"
+        );
         soft_stop.trigger();
         for f in fetchers {
             let _ = f.await;
         }
         executions.close();
-        if tokio::time::timeout(config.grace, executions.wait()).await.is_err() {
+        if tokio::time::timeout(config.grace, executions.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("grace period over: cancelling running jobs; they go back to their queues");
             hard_stop.trigger();
             let _ = tokio::time::timeout(Duration::from_secs(10), executions.wait()).await;
@@ -252,7 +289,10 @@ impl Worker {
                 let _ = s.await;
             }
         };
-        if tokio::time::timeout(Duration::from_secs(15), settled).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(15), settled)
+            .await
+            .is_err()
+        {
             settle_give_up.trigger();
         }
         background_stop.trigger();
@@ -414,8 +454,14 @@ async fn process(shared: &Shared, queue: &str, d: Delivery) -> Option<Settle> {
             tracing::error!(job.id = %id, job.queue = queue, size = d.envelope.len(), error = %err,
                 decode.kind = ?err.kind, decode.line = err.line, decode.column = err.column, decode.offset = err.offset,
                 decode.window = %err.window, "job envelope cannot be decoded; dead-lettered");
-            let record = DeadRecord::new(id.clone(), queue, DeadReason::Undecodable, format!("envelope cannot be decoded: {err}"), &d.envelope)
-                .with_decode(err);
+            let record = DeadRecord::new(
+                id.clone(),
+                queue,
+                DeadReason::Undecodable,
+                format!("envelope cannot be decoded: {err}"),
+                &d.envelope,
+            )
+            .with_decode(err);
             return Some(dead(shared, entry_id, id, record));
         }
     };
@@ -515,13 +561,26 @@ fn undecodable(
         decode.kind = ?err.kind, decode.path = err.path.as_deref().unwrap_or(""), decode.line = err.line,
         decode.column = err.column, decode.offset = err.offset, decode.window = %err.window,
         error = %err, "job payload cannot be decoded; dead-lettered (retrying cannot fix it)");
-    let record = DeadRecord::new(env.id.to_string(), queue, DeadReason::Undecodable, format!("payload cannot be decoded: {err}"), raw)
-        .with_envelope(env, attempt)
-        .with_decode(err);
+    let record = DeadRecord::new(
+        env.id.to_string(),
+        queue,
+        DeadReason::Undecodable,
+        format!("payload cannot be decoded: {err}"),
+        raw,
+    )
+    .with_envelope(env, attempt)
+    .with_decode(err);
     dead(shared, entry_id, env.id.to_string(), record)
 }
 
 fn dead(shared: &Shared, entry_id: String, job_id: String, record: DeadRecord) -> Settle {
-    shared.counters.dead.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Settle::Dead { entry_id, job_id, record: record.encode() }
+    shared
+        .counters
+        .dead
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Settle::Dead {
+        entry_id,
+        job_id,
+        record: record.encode(),
+    }
 }

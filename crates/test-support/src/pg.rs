@@ -11,8 +11,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::process::{
-    connect, current_uid, free_port, is_addr_in_use, log_tail, run_bounded, spawn_watchdog,
-    stop_watchdog,
+    connect, current_uid, free_port, is_addr_in_use, log_tail, run_bounded, spawn_watchdog, stop_watchdog,
 };
 
 /// Environment variable naming a directory that holds `initdb` and `pg_ctl`.
@@ -85,9 +84,7 @@ impl PgServer {
         let dir = tempfile::Builder::new()
             .prefix("quern-pg-")
             .tempdir()
-            .unwrap_or_else(|e| {
-                panic!("test-support: cannot create a temp dir for PostgreSQL: {e}")
-            });
+            .unwrap_or_else(|e| panic!("test-support: cannot create a temp dir for PostgreSQL: {e}"));
         let mut pg = PgServer {
             dir,
             port: 0,
@@ -118,9 +115,7 @@ impl PgServer {
                 ),
             }
         }
-        panic!(
-            "test-support: PostgreSQL found no free port after {PORT_ATTEMPTS} attempts:\n{last_log}"
-        )
+        panic!("test-support: PostgreSQL found no free port after {PORT_ATTEMPTS} attempts:\n{last_log}")
     }
 
     /// `postgres://root@127.0.0.1:<port>/<db>`.
@@ -147,10 +142,7 @@ impl PgServer {
     pub fn create_database(&self, name: &str) {
         let sql = format!("CREATE DATABASE {} OWNER {PG_USER}", quote_ident(name));
         if let Err(e) = self.try_execute_as(BOOTSTRAP_USER, "postgres", &sql) {
-            panic!(
-                "test-support: CREATE DATABASE {name} on port {}: {e}",
-                self.port
-            );
+            panic!("test-support: CREATE DATABASE {name} on port {}: {e}", self.port);
         }
     }
 
@@ -225,10 +217,7 @@ impl PgServer {
         if let Some((uid, gid)) = self.run_as {
             for path in [self.dir.path().to_path_buf(), self.socket_dir()] {
                 std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap_or_else(|e| {
-                    panic!(
-                        "test-support: cannot chown {} to postgres: {e}",
-                        path.display()
-                    )
+                    panic!("test-support: cannot chown {} to postgres: {e}", path.display())
                 });
             }
         }
@@ -268,9 +257,7 @@ impl PgServer {
 
     /// `pg_ctl start -w` on our port; on failure returns pg_ctl's output and the server log.
     fn pg_ctl_start(&self) -> Result<(), String> {
-        let log_len = std::fs::metadata(self.log_path())
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let log_len = std::fs::metadata(self.log_path()).map(|m| m.len()).unwrap_or(0);
         let mut cmd = self.command("pg_ctl");
         cmd.arg("-D")
             .arg(self.data_dir())
@@ -292,10 +279,7 @@ impl PgServer {
             }
             Err(e) => {
                 let _ = self.pg_ctl_stop("immediate");
-                Err(format!(
-                    "{e}\nserver log:\n{}",
-                    log_tail(&self.log_path(), 4000)
-                ))
+                Err(format!("{e}\nserver log:\n{}", log_tail(&self.log_path(), 4000)))
             }
         }
     }
@@ -351,12 +335,7 @@ impl Drop for PgServer {
 ///
 /// Returns the server's error (severity, SQLSTATE, message) if login or the query fails, and
 /// an explanation if the server asks for a password.
-pub(crate) fn session(
-    mut stream: TcpStream,
-    user: &str,
-    db: &str,
-    sql: Option<&str>,
-) -> Result<(), String> {
+pub(crate) fn session(mut stream: TcpStream, user: &str, db: &str, sql: Option<&str>) -> Result<(), String> {
     let mut body = 196_608u32.to_be_bytes().to_vec(); // protocol 3.0
     for (key, value) in [("user", user), ("database", db)] {
         body.extend_from_slice(key.as_bytes());
@@ -387,9 +366,7 @@ pub(crate) fn session(
 
 /// The length field of a message whose body is `body_len` bytes (the field counts itself).
 fn frame_len(body_len: usize) -> [u8; 4] {
-    u32::try_from(body_len + 4)
-        .unwrap_or(u32::MAX)
-        .to_be_bytes()
+    u32::try_from(body_len + 4).unwrap_or(u32::MAX).to_be_bytes()
 }
 
 /// Reads messages until ReadyForQuery; returns the first ErrorResponse seen, if any.
@@ -470,8 +447,7 @@ fn find_bin_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if let Some(path) = std::env::var_os("PATH")
-        && std::env::split_paths(&path)
-            .any(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
+        && std::env::split_paths(&path).any(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
     {
         return None;
     }

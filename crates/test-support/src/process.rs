@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 /// The listener is dropped before the server binds, so another process may take the port in
 /// between; callers retry the start a few times when the server reports "address in use".
 pub(crate) fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| {
-        panic!("test-support: cannot bind 127.0.0.1:0 to find a free port: {e}")
-    });
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("test-support: cannot bind 127.0.0.1:0 to find a free port: {e}"));
     listener
         .local_addr()
         .expect("test-support: local_addr of a bound listener")

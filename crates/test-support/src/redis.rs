@@ -9,8 +9,8 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::process::{
-    connect, free_port, is_addr_in_use, is_not_found, poll_until, send_signal, spawn_watchdog,
-    stop_watchdog, wait_or_kill,
+    connect, free_port, is_addr_in_use, is_not_found, poll_until, send_signal, spawn_watchdog, stop_watchdog,
+    wait_or_kill,
 };
 
 /// Environment variable naming the `redis-server` binary (default: `redis-server` on `PATH`).
@@ -262,12 +262,7 @@ fn build_args(port: u16, dir: &Path, extra: &[&str]) -> Vec<String> {
     ];
     // Later arguments win (checked with Redis 7.0: `--save "" --save "900 1"` leaves `900 1`),
     // so the caller's arguments, appended last, override these defaults.
-    args.extend([
-        "--save".into(),
-        String::new(),
-        "--appendonly".into(),
-        "no".into(),
-    ]);
+    args.extend(["--save".into(), String::new(), "--appendonly".into(), "no".into()]);
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     args
 }
@@ -277,10 +272,7 @@ fn log_since(path: &Path, offset: usize) -> String {
     if let Ok(mut f) = File::open(path) {
         let _ = f.read_to_end(&mut bytes);
     }
-    let new = bytes
-        .get(offset..)
-        .filter(|b| !b.is_empty())
-        .unwrap_or(&bytes);
+    let new = bytes.get(offset..).filter(|b| !b.is_empty()).unwrap_or(&bytes);
     let start = new.len().saturating_sub(4000);
     String::from_utf8_lossy(&new[start..]).into_owned()
 }

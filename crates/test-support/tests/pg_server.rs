@@ -26,10 +26,7 @@ fn start_connect_restart_connect() {
     assert_eq!(psql(&url, "select current_user").unwrap(), "root");
     assert_eq!(psql(&url, "show listen_addresses").unwrap(), "127.0.0.1");
     assert_eq!(psql(&url, "show fsync").unwrap(), "off");
-    pg.execute(
-        "test",
-        "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)",
-    );
+    pg.execute("test", "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)");
 
     let db = test_support::unique_name("pg_db");
     pg.create_database(&db);
@@ -41,19 +38,13 @@ fn start_connect_restart_connect() {
     assert_eq!(psql(&url, "select v from kept").unwrap(), "42");
 
     pg.stop();
-    assert!(
-        psql(&url, "select 1").is_err(),
-        "stopped server still answers"
-    );
+    assert!(psql(&url, "select 1").is_err(), "stopped server still answers");
     pg.start_again();
     assert_eq!(psql(&url, "select 1").unwrap(), "1");
 
     let data = pg.data_dir();
     drop(pg);
-    assert!(
-        psql(&url, "select 1").is_err(),
-        "dropped server still answers"
-    );
+    assert!(psql(&url, "select 1").is_err(), "dropped server still answers");
     assert!(!data.exists());
 }
 
