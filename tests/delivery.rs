@@ -15,6 +15,8 @@ static STARTS: Mutex<Vec<(String, u64, Instant)>> = Mutex::new(Vec::new());
 struct Mark {
     tag: String,
     n: u64,
+    #[serde(default)]
+    sleep_ms: u64,
 }
 
 impl Job for Mark {
@@ -25,6 +27,7 @@ impl Job for Mark {
     }
     async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> {
         STARTS.lock().unwrap().push((self.tag, self.n, Instant::now()));
+        tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
         Ok(())
     }
 }
@@ -55,6 +58,7 @@ async fn a_backlog_of_200k_jobs_all_run() {
         .map(|n| Mark {
             tag: "backlog".into(),
             n,
+            sleep_ms: 0,
         })
         .collect();
     producer.enqueue_many(&jobs).await.unwrap();
@@ -97,6 +101,7 @@ async fn an_idle_worker_picks_up_at_once_and_delayed_jobs_start_on_time() {
             .enqueue(&Mark {
                 tag: "idle".into(),
                 n,
+                sleep_ms: 0,
             })
             .await
             .unwrap();
@@ -128,17 +133,20 @@ async fn an_idle_worker_picks_up_at_once_and_delayed_jobs_start_on_time() {
                 &Mark {
                     tag: "delayed".into(),
                     n,
+                    sleep_ms: 0,
                 },
                 due,
             )
             .await
             .unwrap();
         if i == 2 {
-            // Keep the worker busy while the last one becomes due.
-            let busy: Vec<Mark> = (0..20_000)
+            // Keep the worker busy (200 jobs running) while the last one becomes due. A backlog
+            // ahead of it would be served first: promoted jobs join the tail of the queue.
+            let busy: Vec<Mark> = (0..200)
                 .map(|n| Mark {
                     tag: "busy".into(),
                     n,
+                    sleep_ms: 600,
                 })
                 .collect();
             producer.enqueue_many(&busy).await.unwrap();
@@ -255,6 +263,7 @@ async fn an_unknown_job_type_is_dead_lettered_and_the_worker_goes_on() {
         .enqueue(&Mark {
             tag: "after-unknown".into(),
             n: 1,
+            sleep_ms: 0,
         })
         .await
         .unwrap();
