@@ -28,7 +28,9 @@ type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 pub enum PgError {
     /// Neither [`PgConfig::database_url`](crate::PgConfig::database_url), nor
     /// [`IsolatedPg::use_database`](crate::IsolatedPg::use_database), nor `DATABASE_URL` gave a URL.
-    #[error("no PostgreSQL URL: set PgConfig::database_url or the DATABASE_URL environment variable")]
+    #[error(
+        "no PostgreSQL URL: set PgConfig::database_url or the DATABASE_URL environment variable"
+    )]
     MissingUrl,
 
     /// The URL could not be parsed.
@@ -77,7 +79,9 @@ pub enum PgError {
 
     /// [`IsolatedPg::use_database`](crate::IsolatedPg::use_database) was called after the pool had
     /// connected to another database.
-    #[error("use_database({requested}) after the pool connected to {current}: pick the database before the first get()")]
+    #[error(
+        "use_database({requested}) after the pool connected to {current}: pick the database before the first get()"
+    )]
     AlreadyConnected {
         /// The URL in use, password redacted.
         current: String,
@@ -110,7 +114,11 @@ impl PgError {
     /// A [`JobError`] that is retryable or permanent according to [`PgError::is_retryable`],
     /// keeping this error (and its causes) as its source.
     pub fn into_job_error(self) -> JobError {
-        if self.is_retryable() { JobError::retryable(self) } else { JobError::permanent(self) }
+        if self.is_retryable() {
+            JobError::retryable(self)
+        } else {
+            JobError::permanent(self)
+        }
     }
 }
 

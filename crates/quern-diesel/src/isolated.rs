@@ -79,7 +79,9 @@ impl DerefMut for PooledConn {
 
 impl fmt::Debug for PooledConn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PooledConn").field("id", &Object::id(&self.0)).finish()
+        f.debug_struct("PooledConn")
+            .field("id", &Object::id(&self.0))
+            .finish()
     }
 }
 
@@ -89,7 +91,10 @@ impl IsolatedPg {
     ///
     /// A `config` without a URL reads `DATABASE_URL` now.
     pub fn new(config: &PgConfig, job: &JobContext) -> Self {
-        let url = config.database_url.clone().or_else(|| std::env::var("DATABASE_URL").ok());
+        let url = config
+            .database_url
+            .clone()
+            .or_else(|| std::env::var("DATABASE_URL").ok());
         let application_name = match &config.application_name {
             Some(name) => clean_application_name(name),
             None => default_application_name(&job.name, &job.id.to_string()),
@@ -174,7 +179,11 @@ impl IsolatedPg {
     fn pool(&self) -> Result<(Pool<PgManager>, String, String), PgError> {
         let mut state = self.lock();
         if let Some(opened) = &state.pool {
-            return Ok((opened.pool.clone(), opened.target.clone(), opened.url.clone()));
+            return Ok((
+                opened.pool.clone(),
+                opened.target.clone(),
+                opened.url.clone(),
+            ));
         }
         let url = state.url.clone().ok_or(PgError::MissingUrl)?;
         let mut config = parse(&url)?;
@@ -189,7 +198,11 @@ impl IsolatedPg {
             .runtime(Runtime::Tokio1)
             .build()
             .expect("a runtime is set, so building the pool cannot fail");
-        state.pool = Some(Opened { pool: pool.clone(), url: url.clone(), target: target.clone() });
+        state.pool = Some(Opened {
+            pool: pool.clone(),
+            url: url.clone(),
+            target: target.clone(),
+        });
         Ok((pool, target, url))
     }
 
@@ -263,8 +276,10 @@ impl fmt::Debug for IsolatedPg {
 }
 
 fn parse(url: &str) -> Result<tokio_postgres::Config, PgError> {
-    tokio_postgres::Config::from_str(url)
-        .map_err(|source| PgError::InvalidUrl { url: redact_url(url), source })
+    tokio_postgres::Config::from_str(url).map_err(|source| PgError::InvalidUrl {
+        url: redact_url(url),
+        source,
+    })
 }
 
 /// `host:port/database` for messages; every host when the URL lists several.
@@ -283,7 +298,11 @@ fn target(config: &tokio_postgres::Config) -> String {
             }
         })
         .collect();
-    let hosts = if hosts.is_empty() { "localhost:5432".to_owned() } else { hosts.join(",") };
+    let hosts = if hosts.is_empty() {
+        "localhost:5432".to_owned()
+    } else {
+        hosts.join(",")
+    };
     let db = config.get_dbname().or(config.get_user()).unwrap_or("?");
     format!("{hosts}/{db}")
 }

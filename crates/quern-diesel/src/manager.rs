@@ -43,8 +43,11 @@ impl PgManager {
     }
 
     async fn connect(&self) -> Result<AsyncPgConnection, ManagerError> {
-        let (client, connection) =
-            self.config.connect(tokio_postgres::NoTls).await.map_err(ManagerError::Connect)?;
+        let (client, connection) = self
+            .config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(ManagerError::Connect)?;
         // The connection's driver task is spawned here, on the current runtime: the execution's.
         let conn: ConnectionResult<AsyncPgConnection> =
             AsyncPgConnection::try_from_client_and_connection(client, connection).await;
@@ -71,9 +74,13 @@ impl Manager for PgManager {
         // As diesel-async's own manager: a connection whose diesel transaction was abandoned
         // mid-way (future dropped, guard leaked inside `transaction`) is not trusted again.
         if std::thread::panicking() || AnsiTransactionManager::is_broken_transaction_manager(conn) {
-            return Err(RecycleError::message("connection left in a broken diesel transaction"));
+            return Err(RecycleError::message(
+                "connection left in a broken diesel transaction",
+            ));
         }
-        reset(conn).await.map_err(|e| RecycleError::Backend(ManagerError::Reset(e)))
+        reset(conn)
+            .await
+            .map_err(|e| RecycleError::Backend(ManagerError::Reset(e)))
     }
 }
 

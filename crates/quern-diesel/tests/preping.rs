@@ -11,22 +11,34 @@ use quern_core::{Outcome, Resource, ResourceContext};
 use quern_diesel::{IsolatedPg, PgConfig, PooledConn};
 
 async fn pid(conn: &mut PooledConn) -> i32 {
-    diesel::select(sql::<Integer>("pg_backend_pid()")).get_result(conn).await.unwrap()
+    diesel::select(sql::<Integer>("pg_backend_pid()"))
+        .get_result(conn)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn a_terminated_backend_is_replaced_on_checkout() {
     let admin = common::admin().await;
     let ctx = common::ctx(&common::unique("preping"));
-    let ext = common::ext(PgConfig::new().database_url(common::database_url()).pool_size(1));
-    let res = IsolatedPg::acquire(ResourceContext::new(&ctx, &ext)).await.unwrap();
+    let ext = common::ext(
+        PgConfig::new()
+            .database_url(common::database_url())
+            .pool_size(1),
+    );
+    let res = IsolatedPg::acquire(ResourceContext::new(&ctx, &ext))
+        .await
+        .unwrap();
 
     let mut conn = res.get().await.unwrap();
     let first = pid(&mut conn).await;
     drop(conn);
 
-    let killed: bool =
-        admin.query_one("SELECT pg_terminate_backend($1)", &[&first]).await.unwrap().get(0);
+    let killed: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&first])
+        .await
+        .unwrap()
+        .get(0);
     assert!(killed);
     assert!(common::wait_pid_gone(&admin, first, Duration::from_secs(5)).await);
 

@@ -11,11 +11,19 @@ use quern_diesel::{IsolatedPg, PgConfig};
 #[tokio::test]
 async fn release_leaves_no_connection_behind_whatever_the_outcome() {
     let admin = common::admin().await;
-    for outcome in [Outcome::Succeeded, Outcome::Failed, Outcome::Panicked, Outcome::TimedOut, Outcome::Cancelled] {
+    for outcome in [
+        Outcome::Succeeded,
+        Outcome::Failed,
+        Outcome::Panicked,
+        Outcome::TimedOut,
+        Outcome::Cancelled,
+    ] {
         let name = common::unique("release");
         let ctx = common::ctx(&name);
         let ext = common::ext(PgConfig::new().database_url(common::database_url()));
-        let res = IsolatedPg::acquire(ResourceContext::new(&ctx, &ext)).await.unwrap();
+        let res = IsolatedPg::acquire(ResourceContext::new(&ctx, &ext))
+            .await
+            .unwrap();
 
         // Two connections at once: one returned to the pool (idle), one still checked out when
         // the execution ends (a guard the job leaked, e.g. into a spawned task).
@@ -31,6 +39,9 @@ async fn release_leaves_no_connection_behind_whatever_the_outcome() {
         res.release(outcome).await;
         drop(b);
         let left = common::wait_gone(&admin, &app, Duration::from_secs(5)).await;
-        assert_eq!(left, 0, "{outcome:?}: connections of {app} left after release");
+        assert_eq!(
+            left, 0,
+            "{outcome:?}: connections of {app} left after release"
+        );
     }
 }

@@ -16,9 +16,13 @@ fn closed_port() -> u16 {
 
 async fn get_error(url: &str) -> PgError {
     let ctx = common::ctx(&common::unique("unreachable"));
-    let config = PgConfig::new().database_url(url).connect_timeout(Duration::from_secs(2));
+    let config = PgConfig::new()
+        .database_url(url)
+        .connect_timeout(Duration::from_secs(2));
     let ext = common::ext(config);
-    let res = IsolatedPg::acquire(ResourceContext::new(&ctx, &ext)).await.unwrap();
+    let res = IsolatedPg::acquire(ResourceContext::new(&ctx, &ext))
+        .await
+        .unwrap();
     let err = tokio::time::timeout(Duration::from_secs(10), res.get())
         .await
         .expect("get() is bounded by the connect timeout")
@@ -30,7 +34,10 @@ async fn get_error(url: &str) -> PgError {
 #[tokio::test]
 async fn connection_refused_is_retryable_and_redacted() {
     let port = closed_port();
-    let err = get_error(&format!("postgres://quern:s3cr3t-pw@127.0.0.1:{port}/tenant_db")).await;
+    let err = get_error(&format!(
+        "postgres://quern:s3cr3t-pw@127.0.0.1:{port}/tenant_db"
+    ))
+    .await;
 
     assert!(matches!(err, PgError::Connect { .. }), "{err:?}");
     assert!(err.is_retryable());
@@ -38,7 +45,10 @@ async fn connection_refused_is_retryable_and_redacted() {
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
     assert!(text.contains("tenant_db"), "{text}");
     assert!(text.contains("quern:***@"), "{text}");
-    assert!(err.source().is_some(), "the driver's error is kept as the source");
+    assert!(
+        err.source().is_some(),
+        "the driver's error is kept as the source"
+    );
 
     let job = err.into_job_error();
     assert!(job.is_retryable());

@@ -39,7 +39,9 @@ pub fn url_with_db(base: &str, db: &str) -> String {
         None => (base, ""),
     };
     let scheme_end = head.find("://").map_or(0, |i| i + 3);
-    let path_start = head[scheme_end..].find('/').map_or(head.len(), |i| scheme_end + i);
+    let path_start = head[scheme_end..]
+        .find('/')
+        .map_or(head.len(), |i| scheme_end + i);
     format!("{}/{db}{query}", &head[..path_start])
 }
 
@@ -91,7 +93,10 @@ pub async fn wait_pid_gone(admin: &tokio_postgres::Client, pid: i32, limit: Dura
     let deadline = Instant::now() + limit;
     loop {
         let n: i64 = admin
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
             .await
             .expect("look up pid")
             .get(0);
