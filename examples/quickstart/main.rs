@@ -30,7 +30,10 @@ impl Job for SendReceipt {
     type Resources = ();
 
     fn options() -> JobOptions {
-        JobOptions::new().queue("quickstart").max_attempts(3).timeout(Duration::from_secs(10))
+        JobOptions::new()
+            .queue("quickstart")
+            .max_attempts(3)
+            .timeout(Duration::from_secs(10))
     }
 
     async fn run(self, _ctx: &JobContext, _: &mut ()) -> Result<(), JobError> {
@@ -71,8 +74,12 @@ async fn main() -> ExitCode {
 
     let started = Instant::now();
     let producer = Producer::new(storage.clone());
-    let jobs: Vec<SendReceipt> =
-        (0..TOTAL).map(|order_id| SendReceipt { order_id, email: format!("buyer{order_id}@example.com") }).collect();
+    let jobs: Vec<SendReceipt> = (0..TOTAL)
+        .map(|order_id| SendReceipt {
+            order_id,
+            email: format!("buyer{order_id}@example.com"),
+        })
+        .collect();
     producer.enqueue_many(&jobs).await.expect("enqueue");
     let enqueued = started.elapsed();
 
@@ -80,7 +87,10 @@ async fn main() -> ExitCode {
     let stop = Arc::new(tokio::sync::Notify::new());
     let stop_signal = stop.clone();
     let running = tokio::spawn(worker.run(async move { stop_signal.notified().await }));
-    if tokio::time::timeout(Duration::from_secs(60), DONE.notified()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(60), DONE.notified())
+        .await
+        .is_err()
+    {
         eprintln!("error: not all jobs finished within 60 s");
     }
     stop.notify_one();
@@ -96,7 +106,11 @@ async fn main() -> ExitCode {
         storage.config().redacted_url(),
     );
     storage.delete_queue(&keys).await.expect("clean up");
-    if report.succeeded == TOTAL { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if report.succeeded == TOTAL {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// `REDIS_URL`, or the default if a server answers there, or a private server for the demo.
@@ -108,7 +122,10 @@ async fn redis_url() -> Result<(String, Option<test_support::RedisServer>), Stri
     if Storage::connect(RedisConfig::new(&default)).await.is_ok() {
         return Ok((default, None));
     }
-    let has_binary = std::process::Command::new("redis-server").arg("--version").output().is_ok();
+    let has_binary = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok();
     if !has_binary {
         return Err(format!(
             "no Redis answers at {default} and `redis-server` is not installed: install it \

@@ -99,10 +99,7 @@ impl PgConfig {
 impl fmt::Debug for PgConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConfig")
-            .field(
-                "database_url",
-                &self.database_url.as_deref().map(redact_url),
-            )
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
             .field("pool_size", &self.pool_size)
             .field("wait_timeout", &self.wait_timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -119,13 +116,7 @@ pub(crate) const MAX_APPLICATION_NAME: usize = 63;
 /// `pg_stat_activity`.
 pub(crate) fn clean_application_name(name: &str) -> String {
     name.chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
         .take(MAX_APPLICATION_NAME)
         .collect()
 }
@@ -135,10 +126,7 @@ pub(crate) fn clean_application_name(name: &str) -> String {
 pub(crate) fn default_application_name(job_name: &str, job_id: &str) -> String {
     let id = clean_application_name(job_id);
     let budget = MAX_APPLICATION_NAME.saturating_sub("quern:".len() + 1 + id.len());
-    let name: String = clean_application_name(job_name)
-        .chars()
-        .take(budget)
-        .collect();
+    let name: String = clean_application_name(job_name).chars().take(budget).collect();
     clean_application_name(&format!("quern:{name}:{id}"))
 }
 
@@ -149,10 +137,7 @@ mod tests {
     #[test]
     fn default_name_keeps_the_id_and_fits() {
         let id = "0199a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
-        assert_eq!(
-            default_application_name("send", id),
-            format!("quern:send:{id}")
-        );
+        assert_eq!(default_application_name("send", id), format!("quern:send:{id}"));
         let long = default_application_name(&"x".repeat(100), id);
         assert_eq!(long.len(), 63);
         assert!(long.ends_with(id));

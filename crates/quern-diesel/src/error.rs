@@ -28,9 +28,7 @@ type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 pub enum PgError {
     /// Neither [`PgConfig::database_url`](crate::PgConfig::database_url), nor
     /// [`IsolatedPg::use_database`](crate::IsolatedPg::use_database), nor `DATABASE_URL` gave a URL.
-    #[error(
-        "no PostgreSQL URL: set PgConfig::database_url or the DATABASE_URL environment variable"
-    )]
+    #[error("no PostgreSQL URL: set PgConfig::database_url or the DATABASE_URL environment variable")]
     MissingUrl,
 
     /// The URL could not be parsed.

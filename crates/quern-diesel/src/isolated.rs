@@ -179,11 +179,7 @@ impl IsolatedPg {
     fn pool(&self) -> Result<(Pool<PgManager>, String, String), PgError> {
         let mut state = self.lock();
         if let Some(opened) = &state.pool {
-            return Ok((
-                opened.pool.clone(),
-                opened.target.clone(),
-                opened.url.clone(),
-            ));
+            return Ok((opened.pool.clone(), opened.target.clone(), opened.url.clone()));
         }
         let url = state.url.clone().ok_or(PgError::MissingUrl)?;
         let mut config = parse(&url)?;

@@ -14,8 +14,7 @@ use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
 use diesel::ConnectionResult;
 use diesel::result::{ConnectionError, QueryResult};
 use diesel_async::{
-    AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
-    TransactionManager,
+    AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection, TransactionManager,
 };
 
 /// Why the manager could not create or recycle a connection.
@@ -66,11 +65,7 @@ impl Manager for PgManager {
         self.connect().await
     }
 
-    async fn recycle(
-        &self,
-        conn: &mut AsyncPgConnection,
-        _: &Metrics,
-    ) -> RecycleResult<ManagerError> {
+    async fn recycle(&self, conn: &mut AsyncPgConnection, _: &Metrics) -> RecycleResult<ManagerError> {
         // As diesel-async's own manager: a connection whose diesel transaction was abandoned
         // mid-way (future dropped, guard leaked inside `transaction`) is not trusted again.
         if std::thread::panicking() || AnsiTransactionManager::is_broken_transaction_manager(conn) {

@@ -56,9 +56,7 @@ async fn execution(name: &str, ext: &Extensions, i: usize) -> Result<u64, String
 #[test]
 fn a_thousand_executions_leave_no_connection() {
     let name = common::unique("churn");
-    let ext = Arc::new(common::ext(
-        PgConfig::new().database_url(common::database_url()),
-    ));
+    let ext = Arc::new(common::ext(PgConfig::new().database_url(common::database_url())));
 
     // Isolation::Runtime: a fresh current-thread runtime per execution, on its own thread.
     let threads: Vec<_> = (0..THREADS)
@@ -73,9 +71,8 @@ fn a_thousand_executions_leave_no_connection() {
                         .unwrap();
                     let i = t * PER_THREAD + j;
                     // The timer must be created inside the runtime.
-                    let r = rt.block_on(async {
-                        tokio::time::timeout(PER_JOB, execution(&name, &ext, i)).await
-                    });
+                    let r =
+                        rt.block_on(async { tokio::time::timeout(PER_JOB, execution(&name, &ext, i)).await });
                     match r {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => errors.push(e),

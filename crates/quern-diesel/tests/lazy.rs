@@ -15,10 +15,7 @@ async fn acquire_and_release_without_get_opens_no_connection() {
     let res = IsolatedPg::acquire(ResourceContext::new(&ctx, &ext))
         .await
         .unwrap();
-    assert!(
-        res.application_name()
-            .starts_with(&format!("quern:{name}:"))
-    );
+    assert!(res.application_name().starts_with(&format!("quern:{name}:")));
     assert_eq!(common::count_app(&admin, res.application_name()).await, 0);
     assert_eq!(res.connections_opened(), 0);
     let app = res.application_name().to_owned();

@@ -26,8 +26,7 @@ async fn execution_on(db_url: &str, name: &str) -> String {
         .unwrap();
 
     // Once connected, the database is fixed for this execution.
-    res.use_database(db_url)
-        .expect("the same URL again is fine");
+    res.use_database(db_url).expect("the same URL again is fine");
     let other = common::url_with_db(db_url, "postgres");
     assert!(matches!(
         res.use_database(other),
@@ -62,9 +61,6 @@ async fn two_executions_two_databases() {
             .await
             .unwrap();
     }
-    assert_eq!(
-        (seen_a.as_str(), seen_b.as_str()),
-        (db_a.as_str(), db_b.as_str())
-    );
+    assert_eq!((seen_a.as_str(), seen_b.as_str()), (db_a.as_str(), db_b.as_str()));
     assert_eq!(left, 0);
 }

@@ -21,11 +21,7 @@ async fn pid(conn: &mut PooledConn) -> i32 {
 async fn a_terminated_backend_is_replaced_on_checkout() {
     let admin = common::admin().await;
     let ctx = common::ctx(&common::unique("preping"));
-    let ext = common::ext(
-        PgConfig::new()
-            .database_url(common::database_url())
-            .pool_size(1),
-    );
+    let ext = common::ext(PgConfig::new().database_url(common::database_url()).pool_size(1));
     let res = IsolatedPg::acquire(ResourceContext::new(&ctx, &ext))
         .await
         .unwrap();

@@ -39,9 +39,6 @@ async fn release_leaves_no_connection_behind_whatever_the_outcome() {
         res.release(outcome).await;
         drop(b);
         let left = common::wait_gone(&admin, &app, Duration::from_secs(5)).await;
-        assert_eq!(
-            left, 0,
-            "{outcome:?}: connections of {app} left after release"
-        );
+        assert_eq!(left, 0, "{outcome:?}: connections of {app} left after release");
     }
 }

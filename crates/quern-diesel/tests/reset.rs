@@ -34,11 +34,7 @@ async fn state(admin: &tokio_postgres::Client, pid: i32) -> String {
 /// One connection, so every checkout gets the same one back.
 async fn single_connection_pool(name: &str) -> IsolatedPg {
     let ctx = common::ctx(name);
-    let ext = common::ext(
-        PgConfig::new()
-            .database_url(common::database_url())
-            .pool_size(1),
-    );
+    let ext = common::ext(PgConfig::new().database_url(common::database_url()).pool_size(1));
     IsolatedPg::acquire(ResourceContext::new(&ctx, &ext))
         .await
         .unwrap()
@@ -63,11 +59,7 @@ async fn an_open_raw_transaction_is_rolled_back_before_reuse() {
         .unwrap();
     assert_eq!(rows(&mut conn, &table).await, 1);
     drop(conn);
-    assert_eq!(
-        state(&admin, first).await,
-        "idle in transaction",
-        "precondition"
-    );
+    assert_eq!(state(&admin, first).await, "idle in transaction", "precondition");
 
     let mut conn = res.get().await.unwrap();
     assert_eq!(pid(&mut conn).await, first, "the same connection, reused");
@@ -76,19 +68,12 @@ async fn an_open_raw_transaction_is_rolled_back_before_reuse() {
         "idle",
         "not in a transaction any more"
     );
-    assert_eq!(
-        rows(&mut conn, &table).await,
-        0,
-        "the insert was rolled back"
-    );
+    assert_eq!(rows(&mut conn, &table).await, 0, "the insert was rolled back");
     drop(conn);
     assert_eq!(res.connections_opened(), 1);
 
     res.release(Outcome::Succeeded).await;
-    admin
-        .batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
+    admin.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
 }
 
 #[tokio::test]
@@ -142,8 +127,5 @@ async fn a_diesel_test_transaction_is_left_alone() {
     );
     drop(conn);
     res.release(Outcome::Succeeded).await;
-    admin
-        .batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
+    admin.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
 }

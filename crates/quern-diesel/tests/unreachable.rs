@@ -34,10 +34,7 @@ async fn get_error(url: &str) -> PgError {
 #[tokio::test]
 async fn connection_refused_is_retryable_and_redacted() {
     let port = closed_port();
-    let err = get_error(&format!(
-        "postgres://quern:s3cr3t-pw@127.0.0.1:{port}/tenant_db"
-    ))
-    .await;
+    let err = get_error(&format!("postgres://quern:s3cr3t-pw@127.0.0.1:{port}/tenant_db")).await;
 
     assert!(matches!(err, PgError::Connect { .. }), "{err:?}");
     assert!(err.is_retryable());
@@ -45,10 +42,7 @@ async fn connection_refused_is_retryable_and_redacted() {
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
     assert!(text.contains("tenant_db"), "{text}");
     assert!(text.contains("quern:***@"), "{text}");
-    assert!(
-        err.source().is_some(),
-        "the driver's error is kept as the source"
-    );
+    assert!(err.source().is_some(), "the driver's error is kept as the source");
 
     let job = err.into_job_error();
     assert!(job.is_retryable());

@@ -93,10 +93,7 @@ pub async fn wait_pid_gone(admin: &tokio_postgres::Client, pid: i32, limit: Dura
     let deadline = Instant::now() + limit;
     loop {
         let n: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
-                &[&pid],
-            )
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", &[&pid])
             .await
             .expect("look up pid")
             .get(0);
