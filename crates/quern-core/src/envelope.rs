@@ -266,6 +266,24 @@ impl fmt::Display for DecodeError {
     }
 }
 
+impl DecodeError {
+    /// A stream entry without the `e` field that holds the envelope.
+    pub fn missing_field_e() -> Self {
+        DecodeError {
+            kind: DecodeErrorKind::Envelope,
+            message: "the stream entry has no `e` field holding an envelope (not written by a Quern \
+                      producer? see docs/wire-format.md)"
+                .into(),
+            path: None,
+            line: 0,
+            column: 0,
+            offset: 0,
+            window: String::new(),
+            size: 0,
+        }
+    }
+}
+
 /// Decodes an envelope from the bytes stored in Redis.
 pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     let text = utf8(bytes)?;

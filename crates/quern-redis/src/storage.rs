@@ -74,6 +74,9 @@ pub struct Delivery {
     pub envelope: Vec<u8>,
     /// How many times this job's lease expired before (field `r`).
     pub lease_expiries: u32,
+    /// When the entry has no `e` field (not written by a Quern producer): all its fields as a
+    /// JSON object, so that what was stored is kept in the dead record.
+    pub foreign_fields: Option<String>,
 }
 
 /// How a finished execution is settled.
@@ -852,6 +855,7 @@ fn parse_read(reply: Value) -> Result<Vec<Delivery>, StorageError> {
             };
             let mut envelope = Vec::new();
             let mut lease_expiries = 0;
+            let mut others = serde_json::Map::new();
             if let Some(Value::Array(fields)) = fields {
                 let mut it = fields.into_iter();
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -864,15 +868,18 @@ fn parse_read(reply: Value) -> Result<Vec<Delivery>, StorageError> {
                                 .and_then(|s| s.parse().ok())
                                 .unwrap_or(0)
                         }
-                        _ => {}
+                        (k, v) => {
+                            let v = match v {
+                                Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+                                other => format!("{other:?}"),
+                            };
+                            others.insert(String::from_utf8_lossy(k).into_owned(), v.into());
+                        }
                     }
                 }
             }
-            out.push(Delivery {
-                entry_id: id,
-                envelope,
-                lease_expiries,
-            });
+            let foreign_fields = envelope.is_empty().then(|| serde_json::Value::Object(others).to_string());
+            out.push(Delivery { entry_id: id, envelope, lease_expiries, foreign_fields });
         }
     }
     Ok(out)

@@ -447,19 +447,25 @@ impl Fetcher {
 /// shutdown: the job is given back to its queue).
 async fn process(shared: &Shared, queue: &str, d: Delivery) -> Option<Settle> {
     let entry_id = d.entry_id.clone();
-    let env = match decode_envelope(&d.envelope) {
+    let decoded = if d.envelope.is_empty() {
+        Err(quern_core::DecodeError::missing_field_e())
+    } else {
+        decode_envelope(&d.envelope)
+    };
+    let env = match decoded {
         Ok(env) => env,
         Err(err) => {
             let id = format!("undecodable-{}", d.entry_id);
             tracing::error!(job.id = %id, job.queue = queue, size = d.envelope.len(), error = %err,
                 decode.kind = ?err.kind, decode.line = err.line, decode.column = err.column, decode.offset = err.offset,
                 decode.window = %err.window, "job envelope cannot be decoded; dead-lettered");
+            let raw = d.foreign_fields.as_deref().map_or(&d.envelope[..], str::as_bytes);
             let record = DeadRecord::new(
                 id.clone(),
                 queue,
                 DeadReason::Undecodable,
                 format!("envelope cannot be decoded: {err}"),
-                &d.envelope,
+                raw,
             )
             .with_decode(err);
             return Some(dead(shared, entry_id, id, record));
