@@ -287,6 +287,24 @@ impl DecodeError {
 /// Decodes an envelope from the bytes stored in Redis.
 pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     let text = utf8(bytes)?;
+    let start = text.len() - text.trim_start().len();
+    if !text[start..].starts_with('{') {
+        let found: String = text[start..].chars().take(1).collect();
+        return Err(DecodeError {
+            kind: DecodeErrorKind::Envelope,
+            message: if found.is_empty() {
+                "empty: expected a JSON object (a Quern envelope)".to_owned()
+            } else {
+                format!("not a Quern envelope: expected a JSON object, found `{found}`")
+            },
+            path: None,
+            line: 1 + text[..start].matches('\n').count(),
+            column: start - text[..start].rfind('\n').map_or(0, |p| p + 1) + 1,
+            offset: start,
+            window: window(bytes, start),
+            size: bytes.len(),
+        });
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     let env: Envelope<'_> = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| from_json_error(text, with_path(e), DecodeErrorKind::Envelope))?;

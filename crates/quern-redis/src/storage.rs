@@ -878,8 +878,15 @@ fn parse_read(reply: Value) -> Result<Vec<Delivery>, StorageError> {
                     }
                 }
             }
-            let foreign_fields = envelope.is_empty().then(|| serde_json::Value::Object(others).to_string());
-            out.push(Delivery { entry_id: id, envelope, lease_expiries, foreign_fields });
+            let foreign_fields = envelope
+                .is_empty()
+                .then(|| serde_json::Value::Object(others).to_string());
+            out.push(Delivery {
+                entry_id: id,
+                envelope,
+                lease_expiries,
+                foreign_fields,
+            });
         }
     }
     Ok(out)

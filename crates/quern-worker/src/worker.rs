@@ -455,12 +455,14 @@ async fn process(shared: &Shared, queue: &str, d: Delivery) -> Option<Settle> {
     let env = match decoded {
         Ok(env) => env,
         Err(err) => {
-            let id = format!("undecodable-{}", d.entry_id);
+            // Best effort: the id and name, when they can be read from the broken text.
+            let text = String::from_utf8_lossy(&d.envelope);
+            let id = sniff(&text, "id").unwrap_or_else(|| format!("undecodable-{}", d.entry_id));
             tracing::error!(job.id = %id, job.queue = queue, size = d.envelope.len(), error = %err,
                 decode.kind = ?err.kind, decode.line = err.line, decode.column = err.column, decode.offset = err.offset,
                 decode.window = %err.window, "job envelope cannot be decoded; dead-lettered");
             let raw = d.foreign_fields.as_deref().map_or(&d.envelope[..], str::as_bytes);
-            let record = DeadRecord::new(
+            let mut record = DeadRecord::new(
                 id.clone(),
                 queue,
                 DeadReason::Undecodable,
@@ -468,6 +470,7 @@ async fn process(shared: &Shared, queue: &str, d: Delivery) -> Option<Settle> {
                 raw,
             )
             .with_decode(err);
+            record.job = sniff(&text, "job");
             return Some(dead(shared, entry_id, id, record));
         }
     };
@@ -577,6 +580,15 @@ fn undecodable(
     .with_envelope(env, attempt)
     .with_decode(err);
     dead(shared, entry_id, env.id.to_string(), record)
+}
+
+/// The string value of `"key":"…"` in text that is not valid JSON as a whole.
+fn sniff(text: &str, key: &str) -> Option<String> {
+    let pat = format!("\"{key}\":\"");
+    let start = text.find(&pat)? + pat.len();
+    let len = text[start..].find('"')?;
+    let value = &text[start..start + len];
+    (!value.is_empty() && value.len() <= 200 && !value.contains('\\')).then(|| value.to_owned())
 }
 
 fn dead(shared: &Shared, entry_id: String, job_id: String, record: DeadRecord) -> Settle {
