@@ -56,7 +56,7 @@ pub struct QueueKeys {
     /// List: a token pushed whenever a delayed job or retry is scheduled, so an idle promoter
     /// blocked on it wakes and recomputes when the next job is due. Trimmed to one element.
     pub wake: String,
-    /// Hash: counters (`completed`, `failed`, `retried`, `dead`).
+    /// Hash: counters (`completed`, `failed`, `dead`).
     pub stats: String,
 }
 

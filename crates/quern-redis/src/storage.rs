@@ -184,7 +184,7 @@ pub struct QueueStats {
     pub dead: u64,
     /// Completed since the queue was created.
     pub completed: u64,
-    /// Failed attempts since the queue was created.
+    /// Executions that did not succeed (then retried or dead-lettered) since the queue was created.
     pub failed: u64,
 }
 

@@ -20,6 +20,7 @@ end
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 redis.call('HINCRBY', KEYS[4], 'dead', 1)
+redis.call('HINCRBY', KEYS[4], 'failed', 1)
 -- Retention, bounded per call: each call adds one job and removes up to 100.
 local old = redis.call('ZRANGE', KEYS[2], '-inf', '(' .. ARGV[7], 'BYSCORE', 'LIMIT', 0, 100)
 for _, id in ipairs(old) do
