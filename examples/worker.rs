@@ -21,13 +21,14 @@ struct Record {
     sleep_ms: u64,
 }
 
-static REDIS: OnceCell<redis::aio::MultiplexedConnection> = OnceCell::const_new();
+/// One connection for the process; it reconnects by itself after Redis restarts.
+static REDIS: OnceCell<redis::aio::ConnectionManager> = OnceCell::const_new();
 
-async fn redis() -> Result<redis::aio::MultiplexedConnection, JobError> {
+async fn redis() -> Result<redis::aio::ConnectionManager, JobError> {
     let conn = REDIS
         .get_or_try_init(|| async {
             let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-            redis::Client::open(url)?.get_multiplexed_async_connection().await
+            redis::Client::open(url)?.get_connection_manager().await
         })
         .await?;
     Ok(conn.clone())

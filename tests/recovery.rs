@@ -97,13 +97,13 @@ async fn sigterm_finishes_short_jobs_and_gives_long_ones_back() {
     let keys = storage.keys("sigterm");
     let runs_key = format!("{prefix}:runs");
     let producer = Producer::new(storage.clone());
-    enqueue_records(&producer, "sigterm", &runs_key, 0..25, 300).await;
-    enqueue_records(&producer, "sigterm", &runs_key, 25..50, 30_000).await;
+    enqueue_records(&producer, "sigterm", &runs_key, 0..50, 300).await;
+    enqueue_records(&producer, "sigterm", &runs_key, 50..100, 30_000).await;
 
     let mut worker = spawn_worker(&url, &prefix, "sigterm", &["--grace-secs", "1"]);
     assert!(
         common::wait_until(Duration::from_secs(20), || async {
-            storage.stats(&keys).await.unwrap().running == 50
+            storage.stats(&keys).await.unwrap().running == 100
         })
         .await
     );
@@ -127,7 +127,7 @@ async fn sigterm_finishes_short_jobs_and_gives_long_ones_back() {
     let stats = storage.stats(&keys).await.unwrap();
     assert_eq!(
         (stats.pending, stats.running, stats.completed, stats.dead),
-        (25, 0, 25, 0),
+        (50, 0, 50, 0),
         "the long jobs went back to the queue: {stats:?}"
     );
     storage.delete_queue(&keys).await.unwrap();

@@ -4,13 +4,13 @@
 //! isolated PostgreSQL pool (`quern-diesel`) and the worker (`quern-worker`) build on it.
 //!
 //! # Layout
-//! - [`job`]: the [`Job`] trait and its per-job policy ([`JobOptions`], [`Isolation`]).
-//! - [`error`]: [`JobError`], a failure that keeps its cause chain and says whether to retry.
-//! - [`context`]: [`JobContext`], what one execution knows about itself, and [`Shutdown`].
-//! - [`resource`]: the [`Resource`] lifecycle (acquire before `run`, release after, on every path).
-//! - [`retry`]: [`Backoff`], how long to wait before the next attempt.
-//! - [`redact`]: [`redact_url`], for printing connection URLs without passwords.
-//! - [`envelope`]: the wire [`Envelope`], job ids, and payload decoding with precise diagnostics.
+//! - [`job`] — the [`Job`] trait and its per-job policy ([`JobOptions`], [`Isolation`]).
+//! - [`error`] — [`JobError`], a failure that keeps its cause chain and says whether to retry.
+//! - [`context`] — [`JobContext`], what one execution knows about itself, and [`Shutdown`].
+//! - [`resource`] — the [`Resource`] lifecycle (acquire before `run`, release after, on every path).
+//! - [`retry`] — [`Backoff`], how long to wait before the next attempt.
+//! - [`redact`] — [`redact_url`], for printing connection URLs without passwords.
+//! - [`envelope`] — the wire [`Envelope`], job ids, and payload decoding with precise diagnostics.
 #![forbid(unsafe_code)]
 
 pub mod context;

@@ -42,9 +42,9 @@
 //! it connects to `DATABASE_URL` with the defaults.
 //!
 //! # Layout
-//! - [`config`]: [`PgConfig`], the settings every execution's pool is built with.
-//! - [`isolated`]: [`IsolatedPg`], the resource, and [`PooledConn`], a checked-out connection.
-//! - [`error`]: [`PgError`], with the server named, the password redacted and the cause kept.
+//! - [`config`] — [`PgConfig`], the settings every execution's pool is built with.
+//! - [`isolated`] — [`IsolatedPg`], the resource, and [`PooledConn`], a checked-out connection.
+//! - [`error`] — [`PgError`], with the server named, the password redacted and the cause kept.
 //! - `manager`: the deadpool manager: connects on the calling runtime, resets and pings on reuse.
 #![forbid(unsafe_code)]
 

@@ -6,12 +6,12 @@
 //! the commands a producer in another language sends.
 //!
 //! # Layout
-//! - [`keys`]: every key, built in one place, each queue's keys sharing the hash tag `{queue}`.
-//! - [`scripts`]: the Lua scripts, one per state transition (`src/scripts/*.lua`).
-//! - [`storage`]: [`Storage`], all Redis I/O: enqueue, read, settle, renew, recover, admin.
-//! - [`producer`]: [`Producer`], the typed client that enqueues jobs.
-//! - [`record`]: [`DeadRecord`], what is kept about a dead job.
-//! - [`error`]: [`StorageError`].
+//! - [`keys`] — every key, built in one place, each queue's keys sharing the hash tag `{queue}`.
+//! - [`scripts`] — the Lua scripts, one per state transition (`src/scripts/*.lua`).
+//! - [`storage`] — [`Storage`], all Redis I/O: enqueue, read, settle, renew, recover, admin.
+//! - [`producer`] — [`Producer`], the typed client that enqueues jobs.
+//! - [`record`] — [`DeadRecord`], what is kept about a dead job.
+//! - [`error`] — [`StorageError`].
 #![forbid(unsafe_code)]
 
 pub mod error;
