@@ -53,8 +53,9 @@ async fn measure<S: System>(workload: Workload, env: &Env) -> ChildReport {
     match (result, cleanup) {
         (Ok(mut ms), cleaned) => {
             let note = S::note(workload);
-            for m in &mut ms {
-                m.note = join_notes(&[&note, &m.note]);
+            // The system's configuration note goes on the workload's first figure only.
+            if let Some(first) = ms.first_mut() {
+                first.note = join_notes(&[&note, &first.note]);
             }
             if !matches!(cleaned, Ok(Ok(()))) {
                 eprintln!("warning: {} cleanup failed: {cleaned:?}", S::NAME);

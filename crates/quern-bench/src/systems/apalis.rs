@@ -161,7 +161,7 @@ impl System for Apalis {
         match workload {
             Workload::EnqueueBulk | Workload::RedisMemory => format!("push_bulk x{BULK_CHUNK}"),
             Workload::Process => format!(
-                "{PROCESS_CAP} jobs: worker dies at ~8,000 due at once; batch 256, concurrency, poll {POLL_INTERVAL:?}"
+                "capped: worker dies at ~8,000 due at once; batch 256, concurrency 256 + parallelize, poll {POLL_INTERVAL:?}; time includes worker start"
             ),
             Workload::PickupLatency => format!("poll_with_interval {POLL_INTERVAL:?} (default: 30 s heartbeat)"),
             Workload::Sustained => format!("producer push_bulk x100, window {SUSTAINED_WINDOW}"),

@@ -277,7 +277,7 @@ impl System for RedisLimit {
             Workload::EnqueueBulk => "XADD pipelined x1000".into(),
             Workload::Process => "2 readers, XREADGROUP COUNT 256, XACK+XDEL per batch".into(),
             Workload::PickupLatency => "XREADGROUP BLOCK, dedicated connection".into(),
-            Workload::Sustained => format!("1 producer (pipelines of 100), 2 readers, window {SUSTAINED_WINDOW}"),
+            Workload::Sustained => format!("1 producer (pipelines of 100, likely the bottleneck), 2 readers, window {SUSTAINED_WINDOW}"),
             _ => String::new(),
         }
     }
