@@ -67,7 +67,8 @@ async fn twenty_thousand_jobs_survive_workers_killed_every_second() {
     let keys = storage.keys("chaos");
     let runs_key = format!("{prefix}:runs");
     const JOBS: u64 = 20_000;
-    enqueue(&storage, &runs_key, JOBS, 5).await;
+    // 3 workers x 32 slots x 50 ms: about ten seconds of work, with a kill about every second.
+    enqueue(&storage, &runs_key, JOBS, 50).await;
 
     let mut workers: Vec<Child> = (0..3).map(|_| spawn_worker(&url, &prefix)).collect();
     let started = Instant::now();
@@ -148,7 +149,12 @@ async fn workers_reconnect_after_a_redis_restart_and_finish_every_job() {
         "only {:?} of {JOBS} jobs ran",
         redis_runs(&url, &runs_key).await
     );
-    assert_eq!(storage.stats(&keys).await.unwrap().dead, 0);
+    // The first command on a connection that saw the restart may fail; the next reconnects.
+    let mut stats = storage.stats(&keys).await;
+    if stats.is_err() {
+        stats = storage.stats(&keys).await;
+    }
+    assert_eq!(stats.unwrap().dead, 0);
 }
 
 /// Distinct jobs recorded, or None while Redis is not answering.
