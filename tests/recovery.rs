@@ -97,10 +97,10 @@ async fn sigterm_finishes_short_jobs_and_gives_long_ones_back() {
     let keys = storage.keys("sigterm");
     let runs_key = format!("{prefix}:runs");
     let producer = Producer::new(storage.clone());
-    enqueue_records(&producer, "sigterm", &runs_key, 0..50, 300).await;
+    enqueue_records(&producer, "sigterm", &runs_key, 0..50, 1500).await;
     enqueue_records(&producer, "sigterm", &runs_key, 50..100, 30_000).await;
 
-    let mut worker = spawn_worker(&url, &prefix, "sigterm", &["--grace-secs", "1"]);
+    let mut worker = spawn_worker(&url, &prefix, "sigterm", &["--grace-secs", "4"]);
     assert!(
         common::wait_until(Duration::from_secs(20), || async {
             storage.stats(&keys).await.unwrap().running == 100

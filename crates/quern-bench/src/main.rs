@@ -61,7 +61,12 @@ fn main() -> Result<()> {
         return child_main(&cli, child);
     }
     let systems = cli.systems.clone().unwrap_or_else(|| {
-        vec![SystemName::RedisLimit, SystemName::ApalisRedis, SystemName::BullmqOfficial, SystemName::Chasquimq]
+        vec![
+            SystemName::RedisLimit,
+            SystemName::ApalisRedis,
+            SystemName::BullmqOfficial,
+            SystemName::Chasquimq,
+        ]
     });
     let workloads = cli.workloads.clone().unwrap_or_else(|| Workload::ALL.to_vec());
     let plan = runner::Plan {
@@ -98,7 +103,10 @@ fn child_main(cli: &Cli, child: &[String]) -> Result<()> {
         tag: cli.tag.clone().context("--tag is required with --child")?,
         sizes: Sizes::new(cli.quick),
     };
-    let out = cli.child_out.clone().context("--child-out is required with --child")?;
+    let out = cli
+        .child_out
+        .clone()
+        .context("--child-out is required with --child")?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = rt.block_on(runner::run_child(system, workload, &env));
     std::fs::write(&out, serde_json::to_string(&report)?)?;
@@ -144,8 +152,15 @@ fn markdown(rows: &[Row]) -> String {
             (Some(q), Some(p)) if r.system != "quern" && p != 0.0 => format!("{:.2}", q / p),
             _ => String::new(),
         };
-        let unit = if r.unit.is_empty() { String::new() } else { format!(" {}", r.unit) };
-        let median = r.median.map(|m| format!("{}{unit}", fmt_num(m))).unwrap_or_else(|| "-".into());
+        let unit = if r.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", r.unit)
+        };
+        let median = r
+            .median
+            .map(|m| format!("{}{unit}", fmt_num(m)))
+            .unwrap_or_else(|| "-".into());
         let range = match (r.min, r.max) {
             (Some(a), Some(b)) => format!("{}–{}", fmt_num(a), fmt_num(b)),
             _ => "-".into(),

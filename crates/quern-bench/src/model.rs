@@ -6,10 +6,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// A queue system under test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SystemName {
-    /// Quern itself (adapter not written yet: see `systems::registry`).
+    /// Quern itself.
     Quern,
     /// Raw redis-rs on Redis Streams: the physical limit of one Redis.
     RedisLimit,
@@ -41,7 +43,9 @@ impl fmt::Display for SystemName {
 }
 
 /// A benchmark workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
 pub enum Workload {
@@ -165,7 +169,12 @@ pub struct Measurement {
 impl Measurement {
     /// A measurement without a note.
     pub fn new(metric: &str, unit: &str, value: f64) -> Self {
-        Measurement { metric: metric.into(), unit: unit.into(), value, note: String::new() }
+        Measurement {
+            metric: metric.into(),
+            unit: unit.into(),
+            value,
+            note: String::new(),
+        }
     }
 
     /// The same measurement with a note.

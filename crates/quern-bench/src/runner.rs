@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::model::{ChildReport, Measurement, Row, Sizes, SystemName, Workload, median, percentile, sorted_ms};
+use crate::model::{
+    ChildReport, Measurement, Row, Sizes, SystemName, Workload, median, percentile, sorted_ms,
+};
 use crate::systems::apalis::{Apalis, PROCESS_CAP};
 use crate::systems::bullmq::BullMq;
 use crate::systems::chasquimq::Chasquimq;
@@ -21,8 +23,6 @@ use crate::util;
 
 /// Why the `isolated_pg` workload has no figures yet.
 pub const ISOLATED_PG_TODO: &str = "TODO: isolated_pg workload not written yet";
-/// Why `quern` has no figures yet.
-pub const QUERN_TODO: &str = "TODO: quern adapter not written yet (add systems/quern.rs)";
 
 /// In the child: measures `workload` on `system` and returns the report.
 pub async fn run_child(system: SystemName, workload: Workload, env: &Env) -> ChildReport {
@@ -31,8 +31,7 @@ pub async fn run_child(system: SystemName, workload: Workload, env: &Env) -> Chi
         SystemName::ApalisRedis => measure::<Apalis>(workload, env).await,
         SystemName::BullmqOfficial => measure::<BullMq>(workload, env).await,
         SystemName::Chasquimq => measure::<Chasquimq>(workload, env).await,
-        // TODO(quern): `SystemName::Quern => measure::<crate::systems::quern::Quern>(workload, env).await`
-        SystemName::Quern => ChildReport::Skipped(QUERN_TODO.into()),
+        SystemName::Quern => measure::<crate::systems::quern::Quern>(workload, env).await,
     }
 }
 
@@ -67,7 +66,12 @@ async fn measure<S: System>(workload: Workload, env: &Env) -> ChildReport {
 }
 
 fn join_notes(parts: &[&str]) -> String {
-    parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("; ")
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 async fn measure_workload<S: System>(sys: &mut S, workload: Workload, env: &Env) -> Result<Vec<Measurement>> {
@@ -78,7 +82,9 @@ async fn measure_workload<S: System>(sys: &mut S, workload: Workload, env: &Env)
         Workload::EnqueueSingle => {
             let n = sizes.enqueue_single;
             let t = Instant::now();
-            let lat = tokio::time::timeout(bound, sys.enqueue_single(n)).await.context("timed out")??;
+            let lat = tokio::time::timeout(bound, sys.enqueue_single(n))
+                .await
+                .context("timed out")??;
             let el = t.elapsed();
             let ms = sorted_ms(&lat);
             vec![
@@ -90,12 +96,23 @@ async fn measure_workload<S: System>(sys: &mut S, workload: Workload, env: &Env)
         Workload::EnqueueBulk => {
             let n = sizes.enqueue_bulk;
             let t = Instant::now();
-            tokio::time::timeout(bound, sys.enqueue_bulk(n)).await.context("timed out")??;
-            vec![Measurement::new("jobs_per_s", "jobs/s", per_s(n as f64, t.elapsed())).with_note(format!("{n} jobs"))]
+            tokio::time::timeout(bound, sys.enqueue_bulk(n))
+                .await
+                .context("timed out")??;
+            vec![
+                Measurement::new("jobs_per_s", "jobs/s", per_s(n as f64, t.elapsed()))
+                    .with_note(format!("{n} jobs")),
+            ]
         }
         Workload::Process => {
-            let n = if S::NAME == SystemName::ApalisRedis { sizes.process.min(PROCESS_CAP) } else { sizes.process };
-            tokio::time::timeout(bound, sys.enqueue_bulk(n)).await.context("pre-enqueue timed out")??;
+            let n = if S::NAME == SystemName::ApalisRedis {
+                sizes.process.min(PROCESS_CAP)
+            } else {
+                sizes.process
+            };
+            tokio::time::timeout(bound, sys.enqueue_bulk(n))
+                .await
+                .context("pre-enqueue timed out")??;
             tokio::time::sleep(Duration::from_millis(100)).await;
             let reset = util::reset_peak_rss();
             let (rss0, _) = util::rss();
@@ -125,7 +142,8 @@ async fn measure_workload<S: System>(sys: &mut S, workload: Workload, env: &Env)
             let lat = sys.pickup_latency(n, bound).await?;
             let ms = sorted_ms(&lat);
             vec![
-                Measurement::new("p50_ms", "ms", percentile(&ms, 50.0)).with_note(format!("{n} jobs, gaps 1-20 ms")),
+                Measurement::new("p50_ms", "ms", percentile(&ms, 50.0))
+                    .with_note(format!("{n} jobs, gaps 1-20 ms")),
                 Measurement::new("p99_ms", "ms", percentile(&ms, 99.0)),
             ]
         }
@@ -133,18 +151,26 @@ async fn measure_workload<S: System>(sys: &mut S, workload: Workload, env: &Env)
             let n = sizes.memory;
             let mut con = util::connect(&env.redis_url).await?;
             let before = util::used_memory(&mut con).await?;
-            tokio::time::timeout(bound, sys.enqueue_bulk(n)).await.context("timed out")??;
+            tokio::time::timeout(bound, sys.enqueue_bulk(n))
+                .await
+                .context("timed out")??;
             tokio::time::sleep(Duration::from_millis(200)).await;
             let after = util::used_memory(&mut con).await?;
             vec![
-                Measurement::new("bytes_per_job", "B/job", (after - before) as f64 / n as f64)
-                    .with_note(format!("{n} pending jobs; INFO used_memory delta on a shared server")),
+                Measurement::new("bytes_per_job", "B/job", (after - before) as f64 / n as f64).with_note(
+                    format!("{n} pending jobs; INFO used_memory delta on a shared server"),
+                ),
             ]
         }
         Workload::Sustained => {
             let secs = sizes.sustained_secs;
-            let handled = tokio::time::timeout(bound, sys.sustained(secs, sizes.concurrency)).await.context("timed out")??;
-            vec![Measurement::new("jobs_per_s", "jobs/s", handled as f64 / secs as f64).with_note(format!("{secs} s"))]
+            let handled = tokio::time::timeout(bound, sys.sustained(secs, sizes.concurrency))
+                .await
+                .context("timed out")??;
+            vec![
+                Measurement::new("jobs_per_s", "jobs/s", handled as f64 / secs as f64)
+                    .with_note(format!("{secs} s")),
+            ]
         }
         Workload::IsolatedPg => unreachable!("handled by the caller"),
     })
@@ -170,7 +196,9 @@ pub struct Plan {
 pub fn run_parent(plan: &Plan) -> Result<Vec<Row>> {
     let sizes = Sizes::new(plan.quick);
     let exe = std::env::current_exe().context("cannot find own executable")?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let mut reports: BTreeMap<(Workload, SystemName), Vec<ChildReport>> = BTreeMap::new();
     for &workload in &plan.workloads {
         for rep in 0..plan.runs {
@@ -179,19 +207,32 @@ pub fn run_parent(plan: &Plan) -> Result<Vec<Row>> {
                 let system = plan.systems[(j + rep) % k];
                 let report = if workload == Workload::IsolatedPg {
                     ChildReport::Skipped(ISOLATED_PG_TODO.into())
-                } else if system == SystemName::Quern {
-                    ChildReport::Skipped(QUERN_TODO.into())
                 } else {
-                    let tag = format!("{}-{}-{}-{rep}-{:08x}", std::process::id(), system, workload, rand::random::<u32>());
+                    let tag = format!(
+                        "{}-{}-{}-{rep}-{:08x}",
+                        std::process::id(),
+                        system,
+                        workload,
+                        rand::random::<u32>()
+                    );
                     let r = spawn_child(&exe, system, workload, &tag, plan, sizes.bound(workload));
                     // Delete the run's keys again, whatever happened in the child.
-                    let env = Env { redis_url: plan.redis_url.clone(), tag, sizes };
+                    let env = Env {
+                        redis_url: plan.redis_url.clone(),
+                        tag,
+                        sizes,
+                    };
                     if let Err(e) = rt.block_on(delete_run_keys(&env)) {
                         eprintln!("warning: cleanup of {} failed: {e:#}", env.queue());
                     }
                     r
                 };
-                eprintln!("[{workload} run {}/{} {system}] {}", rep + 1, plan.runs, summary(&report));
+                eprintln!(
+                    "[{workload} run {}/{} {system}] {}",
+                    rep + 1,
+                    plan.runs,
+                    summary(&report)
+                );
                 reports.entry((workload, system)).or_default().push(report);
             }
         }
@@ -209,7 +250,11 @@ async fn delete_run_keys(env: &Env) -> Result<()> {
 
 fn summary(r: &ChildReport) -> String {
     match r {
-        ChildReport::Ok(ms) => ms.iter().map(|m| format!("{}={:.3}", m.metric, m.value)).collect::<Vec<_>>().join(" "),
+        ChildReport::Ok(ms) => ms
+            .iter()
+            .map(|m| format!("{}={:.3}", m.metric, m.value))
+            .collect::<Vec<_>>()
+            .join(" "),
         ChildReport::Skipped(s) => s.clone(),
         ChildReport::Error(e) => format!("ERROR: {e}"),
     }
@@ -260,7 +305,8 @@ fn spawn_child(
     let report = match status {
         Err(e) => ChildReport::Error(e),
         Ok(s) => match std::fs::read_to_string(&out) {
-            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| ChildReport::Error(format!("bad child report: {e}"))),
+            Ok(text) => serde_json::from_str(&text)
+                .unwrap_or_else(|e| ChildReport::Error(format!("bad child report: {e}"))),
             Err(_) => ChildReport::Error(format!("child exited with {s} and no report")),
         },
     };
@@ -283,7 +329,9 @@ fn aggregate(reports: &BTreeMap<(Workload, SystemName), Vec<ChildReport>>) -> Ve
                         if !figures.contains_key(&m.metric) {
                             order.push(m.metric.clone());
                         }
-                        let e = figures.entry(m.metric.clone()).or_insert_with(|| (m.unit.clone(), vec![], vec![]));
+                        let e = figures
+                            .entry(m.metric.clone())
+                            .or_insert_with(|| (m.unit.clone(), vec![], vec![]));
                         if m.value.is_finite() {
                             e.1.push(m.value);
                         }

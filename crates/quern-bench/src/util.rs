@@ -64,7 +64,11 @@ pub async fn redis_version(url: &str) -> Result<(u32, u32, u32)> {
     let mut con = connect(url).await?;
     let v = info_field(&mut con, "server", "redis_version").await?;
     let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+    Ok((
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+        parts.next().unwrap_or(0),
+    ))
 }
 
 /// `used_memory` in bytes.

@@ -3,7 +3,7 @@
 //! An envelope is one JSON object (see `docs/wire-format.md`):
 //!
 //! ```json
-//! {"id":"0192f6b3-…","job":"send_email","queue":"emails","attempt":1,"enqueued_at":1732540000000,"payload":{"to":"a@example.com"}}
+//! {"id":"06F9QZ0VJ3T8A2M4N5P6Q7R8S9","job":"send_email","payload":{"to":"a@example.com"}}
 //! ```
 //!
 //! Decoding never panics and never loses the bytes: a failure is a [`DecodeError`] that says what
@@ -24,8 +24,8 @@ const WINDOW: usize = 40;
 
 /// A job's id: stable across retries, unique per enqueue.
 ///
-/// Quern generates UUIDv7 strings (time-ordered); producers in other languages may use any
-/// non-empty string.
+/// Quern generates 26-character, time-ordered ids (a UUIDv7's 128 bits in Crockford base32, as
+/// ULIDs are written); producers in other languages may use any non-empty string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct JobId(String);
@@ -33,7 +33,13 @@ pub struct JobId(String);
 impl JobId {
     /// A new, unique, time-ordered id.
     pub fn new() -> Self {
-        JobId(uuid::Uuid::now_v7().to_string())
+        const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+        let bits = uuid::Uuid::now_v7().as_u128();
+        let text = (0..26)
+            .rev()
+            .map(|i| ALPHABET[((bits >> (i * 5)) & 31) as usize] as char)
+            .collect();
+        JobId(text)
     }
 
     /// The id as text.
@@ -68,6 +74,10 @@ impl fmt::Display for JobId {
 
 fn one() -> u32 {
     1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// One failed attempt, as stored with the job.
@@ -107,15 +117,16 @@ pub struct Envelope<'a> {
     pub id: JobId,
     /// The job's registered name.
     pub job: String,
-    /// The queue it belongs to.
-    #[serde(default)]
+    /// The queue it was enqueued to. Optional and informational: the stream it is in decides.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub queue: String,
     /// The attempt this copy is for, 1-based. Optional on the wire (default 1).
-    #[serde(default = "one")]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
     pub attempt: u32,
-    /// When the job was first enqueued, in ms since the Unix epoch. Optional (default 0).
-    #[serde(default)]
-    pub enqueued_at: u64,
+    /// When the job was first enqueued, in ms since the Unix epoch. Optional: when absent, the
+    /// time part of the stream entry id (the moment it was added) is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueued_at: Option<u64>,
     /// Overrides the job type's attempt budget for this job only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
@@ -128,14 +139,15 @@ pub struct Envelope<'a> {
 }
 
 impl<'a> Envelope<'a> {
-    /// A first-attempt envelope for `payload`, enqueued now.
-    pub fn new(job: impl Into<String>, queue: impl Into<String>, payload: &'a RawValue) -> Self {
+    /// A first-attempt envelope for `payload`. It carries neither queue nor enqueue time: the
+    /// stream and the stream entry id say both, and every byte is stored once per pending job.
+    pub fn new(job: impl Into<String>, payload: &'a RawValue) -> Self {
         Self {
             id: JobId::new(),
             job: job.into(),
-            queue: queue.into(),
+            queue: String::new(),
             attempt: 1,
-            enqueued_at: now_ms(),
+            enqueued_at: None,
             max_attempts: None,
             failures: Vec::new(),
             payload,
@@ -157,9 +169,9 @@ impl<'a> Envelope<'a> {
         next
     }
 
-    /// When the job was first enqueued.
-    pub fn enqueued_time(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.enqueued_at)
+    /// When the job was first enqueued: `enqueued_at`, else `fallback_ms` (the stream entry's time).
+    pub fn enqueued_time(&self, fallback_ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.enqueued_at.unwrap_or(fallback_ms))
     }
 }
 
@@ -539,11 +551,20 @@ mod tests {
     #[test]
     fn envelope_round_trips_and_keeps_payload_text() {
         let raw = encode_payload(&Site { id: 3, pages: vec![] }, MAX_PAYLOAD_BYTES).unwrap();
-        let env = Envelope::new("site", "q", &raw);
+        let env = Envelope::new("site", &raw);
         let text = env.encode();
         let back = decode_envelope(text.as_bytes()).unwrap();
         assert_eq!(back.payload.get(), r#"{"id":3,"pages":[]}"#);
         assert_eq!(back.attempt, 1);
+        assert_eq!(
+            text,
+            format!(
+                r#"{{"id":"{}","job":"site","payload":{{"id":3,"pages":[]}}}}"#,
+                env.id
+            )
+        );
+        assert_eq!(env.id.as_str().len(), 26);
+        assert!(JobId::new() > env.id, "ids are time-ordered");
         let next = back.next_attempt(Failure::new(1, "error", vec!["boom".into()]));
         assert_eq!(next.attempt, 2);
         assert_eq!(next.failures.len(), 1);

@@ -67,7 +67,7 @@ impl Producer {
     pub async fn enqueue<J: Job>(&self, job: &J) -> Result<JobId, StorageError> {
         let queue = Self::queue::<J>()?;
         let payload = self.payload(job)?;
-        let env = Envelope::new(J::NAME, &queue, &payload);
+        let env = Envelope::new(J::NAME, &payload);
         self.storage
             .push(&self.storage.keys(&queue), &[env.encode()])
             .await?;
@@ -85,7 +85,7 @@ impl Producer {
         let mut chunk = Vec::with_capacity(BULK_CHUNK);
         for job in jobs {
             let payload = self.payload(job)?;
-            let env = Envelope::new(J::NAME, &queue, &payload);
+            let env = Envelope::new(J::NAME, &payload);
             chunk.push(env.encode());
             ids.push(env.id);
             if chunk.len() == BULK_CHUNK {
@@ -108,7 +108,7 @@ impl Producer {
     pub async fn enqueue_at<J: Job>(&self, job: &J, at: SystemTime) -> Result<JobId, StorageError> {
         let queue = Self::queue::<J>()?;
         let payload = self.payload(job)?;
-        let env = Envelope::new(J::NAME, &queue, &payload);
+        let env = Envelope::new(J::NAME, &payload);
         self.put(&queue, &env, at).await?;
         Ok(env.id)
     }
@@ -126,7 +126,7 @@ impl Producer {
         check_size(json.as_bytes(), self.storage.config().max_payload_bytes)
             .map_err(StorageError::Payload)?;
         let payload: Box<RawValue> = decode_payload(json).map_err(StorageError::Payload)?;
-        let env = Envelope::new(job_name, queue, &payload);
+        let env = Envelope::new(job_name, &payload);
         self.put(queue, &env, at.unwrap_or(UNIX_EPOCH)).await?;
         Ok(env.id)
     }

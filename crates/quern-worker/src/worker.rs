@@ -504,7 +504,7 @@ async fn process(shared: &Shared, queue: &str, d: Delivery) -> Option<Settle> {
         }
         let ctx = JobContext::new(env.id.clone(), env.job.clone(), queue, attempt)
             .with_max_attempts(max_attempts)
-            .with_enqueued_at(env.enqueued_time())
+            .with_enqueued_at(env.enqueued_time(entry_ms(&entry_id)))
             .with_shutdown(shared.soft_stop.clone());
         let outcome = handler
             .execute(ctx, payload.to_owned(), shared.extensions.clone(), shared.limits.clone())
@@ -541,7 +541,8 @@ async fn process(shared: &Shared, queue: &str, d: Delivery) -> Option<Settle> {
             let delay = options.backoff.delay(attempt);
             tracing::warn!(failure = kind, error.chain = %error_chain, retry_in_ms = delay.as_millis() as u64,
                 attempts_left = max_attempts - attempt, "job failed; will retry");
-            let next = env.next_attempt(failure);
+            let mut next = env.next_attempt(failure);
+            next.enqueued_at.get_or_insert(entry_ms(&entry_id));
             Some(Settle::Retry { entry_id, due_ms: now_ms() + delay.as_millis() as u64, envelope: next.encode() })
         } else {
             let reason = if retryable { DeadReason::MaxAttempts } else { DeadReason::Permanent };
@@ -580,6 +581,15 @@ fn undecodable(
     .with_envelope(env, attempt)
     .with_decode(err);
     dead(shared, entry_id, env.id.to_string(), record)
+}
+
+/// The time part of a stream entry id (`<ms>-<seq>`): when the entry was added.
+fn entry_ms(entry_id: &str) -> u64 {
+    entry_id
+        .split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The string value of `"key":"…"` in text that is not valid JSON as a whole.

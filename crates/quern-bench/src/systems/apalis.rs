@@ -28,7 +28,11 @@ pub struct Apalis {
 
 /// The best configuration we found: batches of 256, no pubsub events nobody listens to, no results kept.
 fn config(env: &Env) -> Config {
-    Config::default().queue(env.queue()).batch_size(256).emit_events(false).persist_results(false)
+    Config::default()
+        .queue(env.queue())
+        .batch_size(256)
+        .emit_events(false)
+        .persist_results(false)
 }
 
 impl Apalis {
@@ -62,7 +66,10 @@ impl Apalis {
         while i < end {
             let to = (i + BULK_CHUNK as u64).min(end);
             let jobs: Vec<BenchJob> = (i..to).map(|n| BenchJob { n }).collect();
-            self.storage.push_bulk(jobs).await.map_err(|e| anyhow!("push_bulk: {e:?}"))?;
+            self.storage
+                .push_bulk(jobs)
+                .await
+                .map_err(|e| anyhow!("push_bulk: {e:?}"))?;
             i = to;
         }
         Ok(())
@@ -80,10 +87,16 @@ async fn wait_done(
     while done.load(Ordering::Relaxed) < n {
         if worker.is_finished() {
             let r = worker.await;
-            anyhow::bail!("worker stopped after {} of {n} jobs: {r:?}", done.load(Ordering::Relaxed));
+            anyhow::bail!(
+                "worker stopped after {} of {n} jobs: {r:?}",
+                done.load(Ordering::Relaxed)
+            );
         }
         if Instant::now() > deadline {
-            anyhow::bail!("timed out after {bound:?}: {} of {n} processed", done.load(Ordering::Relaxed));
+            anyhow::bail!(
+                "timed out after {bound:?}: {} of {n} processed",
+                done.load(Ordering::Relaxed)
+            );
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -96,14 +109,20 @@ impl System for Apalis {
     async fn connect(env: &Env) -> Result<Self> {
         let conn: ConnectionManager = apalis_redis::connect(env.redis_url.as_str()).await?;
         let config = config(env);
-        Ok(Apalis { env: env.clone(), storage: RedisStorage::new(conn).with_config(config) })
+        Ok(Apalis {
+            env: env.clone(),
+            storage: RedisStorage::new(conn).with_config(config),
+        })
     }
 
     async fn enqueue_single(&mut self, n: usize) -> Result<Vec<Duration>> {
         let mut lat = Vec::with_capacity(n);
         for i in 0..n as u64 {
             let t = Instant::now();
-            self.storage.push(BenchJob { n: i }).await.map_err(|e| anyhow!("push: {e:?}"))?;
+            self.storage
+                .push(BenchJob { n: i })
+                .await
+                .map_err(|e| anyhow!("push: {e:?}"))?;
             lat.push(t.elapsed());
         }
         Ok(lat)
@@ -127,7 +146,12 @@ impl System for Apalis {
         let storage = self.storage.clone();
         let r = drive_pickup(n, bound, rx, |i| {
             let mut storage = storage.clone();
-            async move { storage.push(BenchJob { n: i }).await.map_err(|e| anyhow!("push: {e:?}")) }
+            async move {
+                storage
+                    .push(BenchJob { n: i })
+                    .await
+                    .map_err(|e| anyhow!("push: {e:?}"))
+            }
         })
         .await;
         worker.abort();
@@ -142,14 +166,20 @@ impl System for Apalis {
         while Instant::now() < stop_at {
             if worker.is_finished() {
                 let r = (&mut worker).await;
-                anyhow::bail!("worker stopped after {} jobs: {r:?}", done.load(Ordering::Relaxed));
+                anyhow::bail!(
+                    "worker stopped after {} jobs: {r:?}",
+                    done.load(Ordering::Relaxed)
+                );
             }
             if sent - done.load(Ordering::Relaxed) >= SUSTAINED_WINDOW {
                 tokio::time::sleep(Duration::from_micros(500)).await;
                 continue;
             }
             let jobs: Vec<BenchJob> = (sent..sent + 100).map(|n| BenchJob { n }).collect();
-            self.storage.push_bulk(jobs).await.map_err(|e| anyhow!("push_bulk: {e:?}"))?;
+            self.storage
+                .push_bulk(jobs)
+                .await
+                .map_err(|e| anyhow!("push_bulk: {e:?}"))?;
             sent += 100;
         }
         let handled = done.load(Ordering::Relaxed);
@@ -163,7 +193,9 @@ impl System for Apalis {
             Workload::Process => format!(
                 "capped: worker dies at ~8,000 due at once; batch 256, concurrency 256 + parallelize, poll {POLL_INTERVAL:?}; time includes worker start"
             ),
-            Workload::PickupLatency => format!("poll_with_interval {POLL_INTERVAL:?} (default: 30 s heartbeat)"),
+            Workload::PickupLatency => {
+                format!("poll_with_interval {POLL_INTERVAL:?} (default: 30 s heartbeat)")
+            }
             Workload::Sustained => format!("producer push_bulk x100, window {SUSTAINED_WINDOW}"),
             _ => String::new(),
         }

@@ -93,7 +93,11 @@ impl System for BullMq {
             .connection(RedisConnectionOptions::new().url(env.redis_url.clone()))
             .prefix(env.queue());
         let queue = Queue::with_options(QUEUE, opts).await?;
-        Ok(BullMq { env: env.clone(), queue, worker: None })
+        Ok(BullMq {
+            env: env.clone(),
+            queue,
+            worker: None,
+        })
     }
 
     async fn enqueue_single(&mut self, n: usize) -> Result<Vec<Duration>> {
@@ -113,14 +117,18 @@ impl System for BullMq {
     async fn process(&mut self, n: usize, concurrency: usize, bound: Duration) -> Result<()> {
         let done = Arc::new(AtomicU64::new(0));
         self.start_worker(concurrency, done.clone(), None).await?;
-        let r = util::wait_until(bound, "bullmq worker", || done.load(Ordering::Relaxed) >= n as u64).await;
+        let r = util::wait_until(bound, "bullmq worker", || {
+            done.load(Ordering::Relaxed) >= n as u64
+        })
+        .await;
         self.stop_worker().await;
         r
     }
 
     async fn pickup_latency(&mut self, n: usize, bound: Duration) -> Result<Vec<Duration>> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        self.start_worker(1, Arc::new(AtomicU64::new(0)), Some(tx)).await?;
+        self.start_worker(1, Arc::new(AtomicU64::new(0)), Some(tx))
+            .await?;
         let queue = &self.queue;
         let r = drive_pickup(n, bound, rx, |i| async move {
             queue.add("bench", BenchJob { n: i }).await?;
@@ -141,7 +149,9 @@ impl System for BullMq {
                 tokio::time::sleep(Duration::from_micros(500)).await;
                 continue;
             }
-            let jobs: Vec<BulkJob> = (sent..sent + 100).map(|n| BulkJob::new("bench", BenchJob { n })).collect();
+            let jobs: Vec<BulkJob> = (sent..sent + 100)
+                .map(|n| BulkJob::new("bench", BenchJob { n }))
+                .collect();
             self.queue.add_bulk(jobs).await?;
             sent += 100;
         }
@@ -154,7 +164,9 @@ impl System for BullMq {
         match workload {
             Workload::EnqueueBulk | Workload::RedisMemory => format!("add_bulk x{BULK_CHUNK}"),
             Workload::Process => "concurrency 256, removeOnComplete".into(),
-            Workload::Sustained => format!("producer add_bulk x100, window {SUSTAINED_WINDOW}, concurrency 256"),
+            Workload::Sustained => {
+                format!("producer add_bulk x100, window {SUSTAINED_WINDOW}, concurrency 256")
+            }
             _ => String::new(),
         }
     }

@@ -30,7 +30,11 @@ impl Chasquimq {
         done: Arc<AtomicU64>,
         tx: Option<tokio::sync::mpsc::UnboundedSender<Arrival>>,
     ) {
-        let cfg = ConsumerConfig { queue_name: self.env.queue(), concurrency, ..Default::default() };
+        let cfg = ConsumerConfig {
+            queue_name: self.env.queue(),
+            concurrency,
+            ..Default::default()
+        };
         let consumer = Consumer::<BenchJob>::new(self.env.redis_url.clone(), cfg);
         let token = CancellationToken::new();
         let handle = tokio::spawn(consumer.run(
@@ -59,7 +63,9 @@ impl Chasquimq {
         let end = from + n as u64;
         while i < end {
             let to = (i + BULK_CHUNK as u64).min(end);
-            self.producer.add_bulk((i..to).map(|n| BenchJob { n }).collect()).await?;
+            self.producer
+                .add_bulk((i..to).map(|n| BenchJob { n }).collect())
+                .await?;
             i = to;
         }
         Ok(())
@@ -78,9 +84,16 @@ impl System for Chasquimq {
     }
 
     async fn connect(env: &Env) -> Result<Self> {
-        let cfg = ProducerConfig { queue_name: env.queue(), ..Default::default() };
+        let cfg = ProducerConfig {
+            queue_name: env.queue(),
+            ..Default::default()
+        };
         let producer = Producer::<BenchJob>::connect(&env.redis_url, cfg).await?;
-        Ok(Chasquimq { env: env.clone(), producer, consumer: None })
+        Ok(Chasquimq {
+            env: env.clone(),
+            producer,
+            consumer: None,
+        })
     }
 
     async fn enqueue_single(&mut self, n: usize) -> Result<Vec<Duration>> {
@@ -100,7 +113,10 @@ impl System for Chasquimq {
     async fn process(&mut self, n: usize, concurrency: usize, bound: Duration) -> Result<()> {
         let done = Arc::new(AtomicU64::new(0));
         self.start_consumer(concurrency, done.clone(), None);
-        let r = util::wait_until(bound, "chasquimq consumer", || done.load(Ordering::Relaxed) >= n as u64).await;
+        let r = util::wait_until(bound, "chasquimq consumer", || {
+            done.load(Ordering::Relaxed) >= n as u64
+        })
+        .await;
         self.stop_consumer().await;
         r
     }
@@ -128,7 +144,9 @@ impl System for Chasquimq {
                 tokio::time::sleep(Duration::from_micros(500)).await;
                 continue;
             }
-            self.producer.add_bulk((sent..sent + 100).map(|n| BenchJob { n }).collect()).await?;
+            self.producer
+                .add_bulk((sent..sent + 100).map(|n| BenchJob { n }).collect())
+                .await?;
             sent += 100;
         }
         let handled = done.load(Ordering::Relaxed);

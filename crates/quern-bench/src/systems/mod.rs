@@ -16,6 +16,7 @@ use crate::model::{Sizes, SystemName, Workload};
 pub mod apalis;
 pub mod bullmq;
 pub mod chasquimq;
+pub mod quern;
 pub mod redis_limit;
 
 /// What every run of every system knows.
@@ -37,7 +38,10 @@ impl Env {
 
     /// SCAN patterns that match every key this run may have created, for any system.
     pub fn key_patterns(&self) -> Vec<String> {
-        vec![format!("qbench-{}*", self.tag), format!("{{chasqui:qbench-{}}}*", self.tag)]
+        vec![
+            format!("qbench-{}*", self.tag),
+            format!("{{chasqui:qbench-{}}}*", self.tag),
+        ]
     }
 }
 

@@ -25,9 +25,7 @@ const READERS: usize = 2;
 
 /// An 82-byte-ish JSON envelope like the one a framework would store.
 fn envelope(n: u64) -> String {
-    format!(
-        r#"{{"id":"01JAB{n:021}","job":"bench","queue":"q","attempt":0,"payload":{{"n":{n}}}}}"#
-    )
+    format!(r#"{{"id":"01JAB{n:021}","job":"bench","queue":"q","attempt":0,"payload":{{"n":{n}}}}}"#)
 }
 
 /// Parses an envelope and returns its `n`.
@@ -49,7 +47,12 @@ impl RedisLimit {
             let end = (chunk_start + 1000).min(n as u64);
             let mut p = redis::pipe();
             for i in chunk_start..end {
-                p.cmd("XADD").arg(&self.stream).arg("*").arg("e").arg(envelope(from + i)).ignore();
+                p.cmd("XADD")
+                    .arg(&self.stream)
+                    .arg("*")
+                    .arg("e")
+                    .arg(envelope(from + i))
+                    .ignore();
             }
             p.query_async::<()>(&mut self.con).await?;
         }
@@ -87,7 +90,11 @@ async fn reader(
             return Ok(());
         }
         let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP").arg(GROUP).arg(&consumer).arg("COUNT").arg(READ_COUNT);
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(&consumer)
+            .arg("COUNT")
+            .arg(READ_COUNT);
         if let Some(ms) = block_ms {
             cmd.arg("BLOCK").arg(ms);
         }
@@ -124,7 +131,11 @@ impl System for RedisLimit {
 
     async fn connect(env: &Env) -> Result<Self> {
         let con = util::connect(&env.redis_url).await?;
-        Ok(RedisLimit { env: env.clone(), con, stream: format!("{}:stream", env.queue()) })
+        Ok(RedisLimit {
+            env: env.clone(),
+            con,
+            stream: format!("{}:stream", env.queue()),
+        })
     }
 
     async fn enqueue_single(&mut self, n: usize) -> Result<Vec<Duration>> {
@@ -170,7 +181,10 @@ impl System for RedisLimit {
                 }
                 Ok(())
             }
-            Err(_) => anyhow::bail!("timed out after {bound:?}: {} of {n} processed", done.load(Ordering::Relaxed)),
+            Err(_) => anyhow::bail!(
+                "timed out after {bound:?}: {} of {n} processed",
+                done.load(Ordering::Relaxed)
+            ),
         }
     }
 
@@ -218,8 +232,13 @@ impl System for RedisLimit {
             let mut con = con.clone();
             let stream = stream.clone();
             async move {
-                let _: String =
-                    redis::cmd("XADD").arg(&stream).arg("*").arg("e").arg(envelope(i)).query_async(&mut con).await?;
+                let _: String = redis::cmd("XADD")
+                    .arg(&stream)
+                    .arg("*")
+                    .arg("e")
+                    .arg(envelope(i))
+                    .query_async(&mut con)
+                    .await?;
                 Ok(())
             }
         })
@@ -256,7 +275,12 @@ impl System for RedisLimit {
             }
             let mut p = redis::pipe();
             for i in 0..100 {
-                p.cmd("XADD").arg(&self.stream).arg("*").arg("e").arg(envelope(sent + i)).ignore();
+                p.cmd("XADD")
+                    .arg(&self.stream)
+                    .arg("*")
+                    .arg("e")
+                    .arg(envelope(sent + i))
+                    .ignore();
             }
             p.query_async::<()>(&mut self.con).await?;
             sent += 100;
@@ -277,7 +301,9 @@ impl System for RedisLimit {
             Workload::EnqueueBulk => "XADD pipelined x1000".into(),
             Workload::Process => "2 readers, XREADGROUP COUNT 256, XACK+XDEL per batch".into(),
             Workload::PickupLatency => "XREADGROUP BLOCK, dedicated connection".into(),
-            Workload::Sustained => format!("1 producer (pipelines of 100, likely the bottleneck), 2 readers, window {SUSTAINED_WINDOW}"),
+            Workload::Sustained => format!(
+                "1 producer (pipelines of 100, likely the bottleneck), 2 readers, window {SUSTAINED_WINDOW}"
+            ),
             _ => String::new(),
         }
     }

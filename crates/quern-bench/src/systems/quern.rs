@@ -1,0 +1,187 @@
+//! `quern`: Quern itself, through its public API (Producer, Worker, Registry).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use quern_core::{Job, JobContext, JobError, JobOptions, Shutdown};
+use quern_redis::{Producer, RedisConfig, Storage};
+use quern_worker::{Registry, Worker, WorkerReport};
+
+use super::{Arrival, Env, SUSTAINED_WINDOW, System, drive_pickup};
+use crate::model::{SystemName, Workload};
+use crate::util;
+
+/// Jobs handled by this process's worker.
+static DONE: AtomicU64 = AtomicU64::new(0);
+/// Where the handler reports arrivals during `pickup_latency`.
+static ARRIVALS: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Arrival>>> = Mutex::new(None);
+
+/// The benchmark job: `{"n": u64}`, a no-op handler (the payload is decoded by Quern).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Bench {
+    n: u64,
+}
+
+impl Job for Bench {
+    const NAME: &'static str = "bench";
+    type Resources = ();
+
+    fn options() -> JobOptions {
+        JobOptions::new().queue(QUEUE)
+    }
+
+    async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> {
+        if let Some(tx) = ARRIVALS.lock().expect("poisoned").as_ref() {
+            let _ = tx.send((self.n, Instant::now()));
+        }
+        DONE.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+const QUEUE: &str = "bench";
+
+/// Quern with its defaults: one worker, batches of up to 256, XACK+XDEL per settled batch.
+pub struct Quern {
+    env: Env,
+    storage: Storage,
+    producer: Producer,
+}
+
+struct Running {
+    stop: Shutdown,
+    handle: tokio::task::JoinHandle<Result<WorkerReport, quern_worker::WorkerError>>,
+}
+
+impl Quern {
+    fn start_worker(&self, concurrency: usize) -> Running {
+        let worker = Worker::new(self.storage.clone(), Registry::new().register::<Bench>())
+            .configure(|c| c.concurrency = concurrency.max(1));
+        let stop = Shutdown::new();
+        let s = stop.clone();
+        Running {
+            stop,
+            handle: tokio::spawn(worker.run(async move { s.wait().await })),
+        }
+    }
+
+    async fn wait_done(target: u64, bound: Duration) -> Result<()> {
+        let deadline = Instant::now() + bound;
+        while DONE.load(Ordering::Relaxed) < target {
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "timed out: {} of {target} processed",
+                    DONE.load(Ordering::Relaxed)
+                );
+            }
+            tokio::time::sleep(Duration::from_micros(250)).await;
+        }
+        Ok(())
+    }
+}
+
+impl Running {
+    async fn stop(self) -> Result<()> {
+        self.stop.trigger();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .context("worker did not stop")??
+            .context("worker failed")?;
+        Ok(())
+    }
+}
+
+impl System for Quern {
+    const NAME: SystemName = SystemName::Quern;
+
+    async fn connect(env: &Env) -> Result<Self> {
+        let storage = Storage::connect(RedisConfig::new(&env.redis_url).prefix(env.queue())).await?;
+        Ok(Quern {
+            env: env.clone(),
+            producer: Producer::new(storage.clone()),
+            storage,
+        })
+    }
+
+    async fn enqueue_single(&mut self, n: usize) -> Result<Vec<Duration>> {
+        let mut lat = Vec::with_capacity(n);
+        for i in 0..n as u64 {
+            let t = Instant::now();
+            self.producer.enqueue(&Bench { n: i }).await?;
+            lat.push(t.elapsed());
+        }
+        Ok(lat)
+    }
+
+    async fn enqueue_bulk(&mut self, n: usize) -> Result<()> {
+        let jobs: Vec<Bench> = (0..n as u64).map(|n| Bench { n }).collect();
+        self.producer.enqueue_many(&jobs).await?;
+        Ok(())
+    }
+
+    async fn process(&mut self, n: usize, concurrency: usize, bound: Duration) -> Result<()> {
+        let start = DONE.load(Ordering::Relaxed);
+        let worker = self.start_worker(concurrency);
+        let res = Self::wait_done(start + n as u64, bound).await;
+        worker.stop().await?;
+        res
+    }
+
+    async fn pickup_latency(&mut self, n: usize, bound: Duration) -> Result<Vec<Duration>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Arrival>();
+        *ARRIVALS.lock().expect("poisoned") = Some(tx);
+        let worker = self.start_worker(64);
+        let producer = self.producer.clone();
+        let res = drive_pickup(n, bound, rx, |i| {
+            let producer = producer.clone();
+            async move {
+                producer.enqueue(&Bench { n: i }).await?;
+                Ok(())
+            }
+        })
+        .await;
+        *ARRIVALS.lock().expect("poisoned") = None;
+        worker.stop().await?;
+        res
+    }
+
+    async fn sustained(&mut self, secs: u64, concurrency: usize) -> Result<u64> {
+        let worker = self.start_worker(concurrency);
+        let start_done = DONE.load(Ordering::Relaxed);
+        let stop_at = Instant::now() + Duration::from_secs(secs);
+        let mut sent = 0u64;
+        while Instant::now() < stop_at {
+            if sent - (DONE.load(Ordering::Relaxed) - start_done) >= SUSTAINED_WINDOW {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+                continue;
+            }
+            let jobs: Vec<Bench> = (sent..sent + 100).map(|n| Bench { n }).collect();
+            self.producer.enqueue_many(&jobs).await?;
+            sent += 100;
+        }
+        let handled = DONE.load(Ordering::Relaxed) - start_done;
+        worker.stop().await?;
+        Ok(handled)
+    }
+
+    fn note(workload: Workload) -> String {
+        match workload {
+            Workload::EnqueueBulk => "Producer::enqueue_many (pipelines of 1,000 XADD)".into(),
+            Workload::Process => "one Worker, batches of up to 256, settle XACK+XDEL per batch".into(),
+            Workload::Sustained => {
+                format!("1 producer (enqueue_many of 100), 1 worker, window {SUSTAINED_WINDOW}")
+            }
+            _ => String::new(),
+        }
+    }
+
+    async fn cleanup(&mut self) -> Result<()> {
+        let mut con = util::connect(&self.env.redis_url).await?;
+        for p in self.env.key_patterns() {
+            util::delete_matching(&mut con, &p).await?;
+        }
+        Ok(())
+    }
+}
