@@ -115,9 +115,13 @@ async fn run(args: Args) -> Result<(), String> {
     let db_url = site::schema_url(&args.database_url, &schema);
     URL.set(db_url.clone()).expect("set once");
     let redis = RedisConfig::new(&args.redis_url).prefix(&prefix);
-    let storage = Storage::connect(redis.clone())
-        .await
-        .map_err(|e| format!("cannot reach Redis at {}: {}", redis.redacted_url(), ErrorChain::of(&e)))?;
+    let storage = Storage::connect(redis.clone()).await.map_err(|e| {
+        format!(
+            "cannot reach Redis at {}: {}",
+            redis.redacted_url(),
+            ErrorChain::of(&e)
+        )
+    })?;
     let keys = storage.keys(QUEUE);
     site::migrate(&args.database_url, &schema).await?;
     let mut conn = site::connect(&db_url).await?;

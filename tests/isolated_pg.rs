@@ -147,7 +147,11 @@ impl<const RUNTIME: bool, const SHORT: bool> Job for Churn<RUNTIME, SHORT> {
             .queue("ipg_churn")
             .max_attempts(1)
             .timeout(Duration::from_millis(if SHORT { 300 } else { 20_000 }))
-            .isolation(if RUNTIME { Isolation::Runtime } else { Isolation::Task })
+            .isolation(if RUNTIME {
+                Isolation::Runtime
+            } else {
+                Isolation::Task
+            })
     }
 
     async fn run(self, _: &JobContext, pg: &mut IsolatedPg) -> Result<(), JobError> {
@@ -248,7 +252,11 @@ async fn a_thousand_executions_leave_no_connection_behind() {
         for (_, record) in storage.dead_list(&keys, 1000).await.unwrap() {
             let record: DeadRecord = serde_json::from_str(&record).unwrap();
             let planned = ["planned", "timed out after"];
-            let chain = record.failures.last().map(|f| f.chain.join(": ")).unwrap_or_default();
+            let chain = record
+                .failures
+                .last()
+                .map(|f| f.chain.join(": "))
+                .unwrap_or_default();
             if !planned.iter().any(|p| chain.contains(p)) {
                 println!("unexpected failure: {chain}");
             }
@@ -260,8 +268,14 @@ async fn a_thousand_executions_leave_no_connection_behind() {
     assert_eq!((stats.completed, stats.dead), (700, 300), "{stats:?}");
     assert_eq!((report.succeeded, report.dead), (700, 300), "{report:?}");
     // Successes and failures inserted (autocommit); timed-out jobs rolled back with their pool.
-    assert_eq!(rows, 700, "600 successes + 100 failures inserted, the timeouts' inserts rolled back");
-    assert!(peak <= 32 + 1, "at most one connection per running job: peak {peak}");
+    assert_eq!(
+        rows, 700,
+        "600 successes + 100 failures inserted, the timeouts' inserts rolled back"
+    );
+    assert!(
+        peak <= 32 + 1,
+        "at most one connection per running job: peak {peak}"
+    );
 
     admin.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
     storage.delete_queue(&keys).await.unwrap();
@@ -285,12 +299,20 @@ const fn block_queue(runtime: bool) -> &'static str {
 struct Blocker<const RUNTIME: bool> {}
 
 impl<const RUNTIME: bool> Job for Blocker<RUNTIME> {
-    const NAME: &'static str = if RUNTIME { "ipg_blocker_rt" } else { "ipg_blocker_task" };
+    const NAME: &'static str = if RUNTIME {
+        "ipg_blocker_rt"
+    } else {
+        "ipg_blocker_task"
+    };
     type Resources = ();
     fn options() -> JobOptions {
         JobOptions::new()
             .queue(block_queue(RUNTIME))
-            .isolation(if RUNTIME { Isolation::Runtime } else { Isolation::Task })
+            .isolation(if RUNTIME {
+                Isolation::Runtime
+            } else {
+                Isolation::Task
+            })
     }
     async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> {
         BLOCKER_RUNS[RUNTIME as usize].fetch_add(1, Ordering::SeqCst);
@@ -312,7 +334,10 @@ impl<const RUNTIME: bool> Job for Quick<RUNTIME> {
         JobOptions::new().queue(block_queue(RUNTIME))
     }
     async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> {
-        QUICK_STARTS[RUNTIME as usize].lock().unwrap().push(Instant::now());
+        QUICK_STARTS[RUNTIME as usize]
+            .lock()
+            .unwrap()
+            .push(Instant::now());
         Ok(())
     }
 }
@@ -406,7 +431,11 @@ async fn a_blocking_runtime_job_delays_neither_other_jobs_nor_lease_renewal() {
         "a blocked job's lease lapsed and it ran again"
     );
     let s = &run.stats;
-    assert_eq!((s.completed, s.dead, s.pending, s.running), (BLOCKERS + 5, 0, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.completed, s.dead, s.pending, s.running),
+        (BLOCKERS + 5, 0, 0, 0),
+        "{s:?}"
+    );
     assert_eq!(run.succeeded, BLOCKERS + 5);
 }
 
@@ -496,21 +525,35 @@ async fn an_unreachable_database_is_retried_then_dead_lettered_without_the_passw
         .await
         .unwrap()
         .to_string();
-    let worker = Worker::new(storage.clone(), Registry::new().register::<Unreachable>())
-        .extension(PgConfig::new().database_url(&url).connect_timeout(Duration::from_secs(2)));
+    let worker = Worker::new(storage.clone(), Registry::new().register::<Unreachable>()).extension(
+        PgConfig::new()
+            .database_url(&url)
+            .connect_timeout(Duration::from_secs(2)),
+    );
     let started = Instant::now();
     let w = RunningWorker::start(worker);
     let stats = wait_settled(&storage, "ipg_unreachable", 1, Duration::from_secs(30)).await;
     let elapsed = started.elapsed();
     let report = w.stop().await;
     // `stats.failed` counts the failures that were retried (attempts 1 and 2); the third died.
-    assert_eq!((stats.dead, stats.completed, stats.failed), (1, 0, 2), "{stats:?}");
+    assert_eq!(
+        (stats.dead, stats.completed, stats.failed),
+        (1, 0, 2),
+        "{stats:?}"
+    );
     assert_eq!((report.failed, report.dead), (3, 1), "{report:?}");
 
-    let raw = storage.dead_get(&keys, &id).await.unwrap().expect("a dead record");
+    let raw = storage
+        .dead_get(&keys, &id)
+        .await
+        .unwrap()
+        .expect("a dead record");
     let record: DeadRecord = serde_json::from_str(&raw).unwrap();
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    println!("unreachable: dead after {elapsed:?}; record message: {}", record.message);
+    println!(
+        "unreachable: dead after {elapsed:?}; record message: {}",
+        record.message
+    );
     assert_eq!(record.reason, DeadReason::MaxAttempts);
     assert_eq!(record.attempt, 3);
     let last = record.failures.last().expect("the last failure");
@@ -521,9 +564,18 @@ async fn an_unreachable_database_is_retried_then_dead_lettered_without_the_passw
     // Every attempt's failure travels with the envelope; the last one is in `failures` too.
     let envelope = record.envelope.as_deref().unwrap_or_default();
     assert!(envelope.contains(&target), "attempts 1 and 2: {envelope}");
-    assert!(!raw.contains(SECRET), "the password leaked into the dead record: {raw}");
-    assert!(logs.contains(&target), "the failures were logged (capture works): {logs}");
-    assert!(!logs.contains(SECRET), "the password leaked into the logs: {logs}");
+    assert!(
+        !raw.contains(SECRET),
+        "the password leaked into the dead record: {raw}"
+    );
+    assert!(
+        logs.contains(&target),
+        "the failures were logged (capture works): {logs}"
+    );
+    assert!(
+        !logs.contains(SECRET),
+        "the password leaked into the logs: {logs}"
+    );
     // 3 attempts with 100 ms between them: well under the 2 s connect timeout each.
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
     storage.delete_queue(&keys).await.unwrap();
@@ -542,7 +594,11 @@ struct Upsert<const RUNTIME: bool> {
 }
 
 impl<const RUNTIME: bool> Job for Upsert<RUNTIME> {
-    const NAME: &'static str = if RUNTIME { "ipg_upsert_rt" } else { "ipg_upsert_task" };
+    const NAME: &'static str = if RUNTIME {
+        "ipg_upsert_rt"
+    } else {
+        "ipg_upsert_task"
+    };
     type Resources = IsolatedPg;
     fn options() -> JobOptions {
         JobOptions::new()
@@ -550,7 +606,11 @@ impl<const RUNTIME: bool> Job for Upsert<RUNTIME> {
             .max_attempts(100)
             .backoff(Backoff::Fixed(Duration::from_millis(100)))
             .timeout(Duration::from_secs(10))
-            .isolation(if RUNTIME { Isolation::Runtime } else { Isolation::Task })
+            .isolation(if RUNTIME {
+                Isolation::Runtime
+            } else {
+                Isolation::Task
+            })
     }
     async fn run(self, _: &JobContext, pg: &mut IsolatedPg) -> Result<(), JobError> {
         let mut conn = pg.get().await?;
@@ -569,7 +629,11 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
         .unwrap();
     let db_url = pg.url_default();
     let table = test_support::unique_name("ipg_restart");
-    test_support::PgServer::execute(&pg, "test", &format!("CREATE TABLE {table} (n BIGINT PRIMARY KEY)"));
+    test_support::PgServer::execute(
+        &pg,
+        "test",
+        &format!("CREATE TABLE {table} (n BIGINT PRIMARY KEY)"),
+    );
     let storage = common::storage(&test_support::redis_url()).await;
     let keys = storage.keys("ipg_restart");
     let producer = Producer::new(storage.clone());
@@ -782,8 +846,16 @@ async fn a_global_pool_breaks_across_execution_runtimes_and_isolated_pg_does_not
         isolated.dead,
         AtomicU64::load(&ISOLATED_OPENED, Ordering::Relaxed),
     );
-    assert_eq!((isolated.completed, isolated.dead), (POOL_JOBS, 0), "{isolated:?}");
-    assert_eq!(AtomicU64::load(&ISOLATED_OPENED, Ordering::Relaxed), POOL_JOBS, "one connection per execution");
+    assert_eq!(
+        (isolated.completed, isolated.dead),
+        (POOL_JOBS, 0),
+        "{isolated:?}"
+    );
+    assert_eq!(
+        AtomicU64::load(&ISOLATED_OPENED, Ordering::Relaxed),
+        POOL_JOBS,
+        "one connection per execution"
+    );
     assert_eq!(left, 0);
     storage.delete_queue(&storage.keys("ipg_global")).await.unwrap();
     storage.delete_queue(&storage.keys("ipg_isolated")).await.unwrap();

@@ -43,7 +43,10 @@ impl Job for GenerateSite {
         JobOptions::new()
             .queue(QUEUE)
             .max_attempts(5)
-            .backoff(Backoff::exponential(Duration::from_millis(200), Duration::from_secs(5)))
+            .backoff(Backoff::exponential(
+                Duration::from_millis(200),
+                Duration::from_secs(5),
+            ))
             .timeout(Duration::from_secs(60))
             // Rendering is CPU work: a runtime (and thread) of its own keeps it off the worker's.
             .isolation(Isolation::Runtime)
@@ -82,9 +85,13 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     let prefix = args.prefix("quern-site-generation");
     let db_url = site::schema_url(&args.database_url, &schema);
     let redis = RedisConfig::new(&args.redis_url).prefix(&prefix);
-    let storage = Storage::connect(redis.clone())
-        .await
-        .map_err(|e| format!("cannot reach Redis at {}: {}", redis.redacted_url(), ErrorChain::of(&e)))?;
+    let storage = Storage::connect(redis.clone()).await.map_err(|e| {
+        format!(
+            "cannot reach Redis at {}: {}",
+            redis.redacted_url(),
+            ErrorChain::of(&e)
+        )
+    })?;
     let keys = storage.keys(QUEUE);
 
     if args.mode != Mode::Worker {
@@ -172,9 +179,11 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             .map_err(|e| format!("deleting the demo queue: {}", ErrorChain::of(&e)))?;
     }
     let expected_pages = args.sites * i64::from(args.pages);
-    Ok(if stats.completed == total && pages == expected_pages && left == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(
+        if stats.completed == total && pages == expected_pages && left == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

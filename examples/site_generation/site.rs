@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use quern::redact_url;
 
@@ -96,7 +98,11 @@ pub struct Args {
     /// Keep the schema and the Redis keys of an `all` run.
     #[arg(long)]
     pub keep: bool,
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://root@127.0.0.1:5432/test")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://root@127.0.0.1:5432/test"
+    )]
     pub database_url: String,
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
@@ -140,11 +146,15 @@ pub fn check_schema(schema: &str) -> Result<(), String> {
     let ok = !schema.is_empty()
         && schema.len() <= 63
         && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(())
     } else {
-        Err(format!("schema {schema:?}: use lowercase letters, digits and '_' only"))
+        Err(format!(
+            "schema {schema:?}: use lowercase letters, digits and '_' only"
+        ))
     }
 }
 
@@ -152,8 +162,14 @@ pub fn check_schema(schema: &str) -> Result<(), String> {
 pub async fn connect(url: &str) -> Result<AsyncPgConnection, String> {
     match tokio::time::timeout(Duration::from_secs(10), AsyncPgConnection::establish(url)).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(format!("cannot connect to PostgreSQL at {}: {e}", redact_url(url))),
-        Err(_) => Err(format!("cannot connect to PostgreSQL at {}: no answer within 10 s", redact_url(url))),
+        Ok(Err(e)) => Err(format!(
+            "cannot connect to PostgreSQL at {}: {e}",
+            redact_url(url)
+        )),
+        Err(_) => Err(format!(
+            "cannot connect to PostgreSQL at {}: no answer within 10 s",
+            redact_url(url)
+        )),
     }
 }
 
@@ -198,8 +214,9 @@ pub async fn seed(conn: &mut AsyncPgConnection, count: i64, pages: i32) -> Query
 
 /// FNV-1a: a stable checksum, the same on every run and platform.
 fn fnv1a(text: &str) -> u64 {
-    text.bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// The page `page_no` of `site`: the same input always renders the same bytes.
@@ -212,7 +229,9 @@ pub fn render(site: &Site, page_no: i32) -> Page {
     let mut body = format!("# {} / page {page_no}\n\n", site.name);
     for sentence in 0..8 {
         for word in 0..10 {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             if word > 0 {
                 body.push(' ');
             }
@@ -273,7 +292,11 @@ struct Count {
 }
 
 /// Backends whose `application_name` starts with `prefix`, polled until 0 or `limit` passes.
-pub async fn connections_left(conn: &mut AsyncPgConnection, prefix: &str, limit: Duration) -> QueryResult<i64> {
+pub async fn connections_left(
+    conn: &mut AsyncPgConnection,
+    prefix: &str,
+    limit: Duration,
+) -> QueryResult<i64> {
     let deadline = std::time::Instant::now() + limit;
     loop {
         let n = diesel::sql_query(
