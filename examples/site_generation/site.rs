@@ -11,7 +11,7 @@ use diesel_async::{
     AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use quern::redact_url;
+use quern::{ErrorChain, redact_url};
 
 /// The schema, applied to the first schema of the connection's `search_path`.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("examples/site_generation/migrations");
@@ -158,19 +158,21 @@ pub fn check_schema(schema: &str) -> Result<(), String> {
     }
 }
 
-/// Connects once (bounded), failing with a message that names the server, password redacted.
+/// Connects once (bounded), failing with a message that names the server, password redacted,
+/// and keeps the driver's whole error chain (diesel's own `establish` flattens it to one line).
 pub async fn connect(url: &str) -> Result<AsyncPgConnection, String> {
-    match tokio::time::timeout(Duration::from_secs(10), AsyncPgConnection::establish(url)).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(format!(
-            "cannot connect to PostgreSQL at {}: {e}",
-            redact_url(url)
-        )),
-        Err(_) => Err(format!(
-            "cannot connect to PostgreSQL at {}: no answer within 10 s",
-            redact_url(url)
-        )),
-    }
+    let shown = redact_url(url.split('?').next().unwrap_or(url));
+    let connecting = tokio_postgres::connect(url, tokio_postgres::NoTls);
+    let (client, connection) = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => {
+            return Err(format!("cannot connect to PostgreSQL at {shown}: {}", ErrorChain::of(&e)));
+        }
+        Err(_) => return Err(format!("cannot connect to PostgreSQL at {shown}: no answer within 10 s")),
+    };
+    AsyncPgConnection::try_from_client_and_connection(client, connection)
+        .await
+        .map_err(|e| format!("setting up the connection to {shown}: {e}"))
 }
 
 /// Creates the schema and runs the embedded migrations in it. Needs a multi-thread runtime
