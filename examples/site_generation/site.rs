@@ -166,9 +166,16 @@ pub async fn connect(url: &str) -> Result<AsyncPgConnection, String> {
     let (client, connection) = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
         Ok(Ok(pair)) => pair,
         Ok(Err(e)) => {
-            return Err(format!("cannot connect to PostgreSQL at {shown}: {}", ErrorChain::of(&e)));
+            return Err(format!(
+                "cannot connect to PostgreSQL at {shown}: {}",
+                ErrorChain::of(&e)
+            ));
         }
-        Err(_) => return Err(format!("cannot connect to PostgreSQL at {shown}: no answer within 10 s")),
+        Err(_) => {
+            return Err(format!(
+                "cannot connect to PostgreSQL at {shown}: no answer within 10 s"
+            ));
+        }
     };
     AsyncPgConnection::try_from_client_and_connection(client, connection)
         .await
