@@ -241,6 +241,10 @@ async fn a_thousand_executions_leave_no_connection_behind() {
         .await
         .unwrap()
         .get(0);
+    // Clean up before asserting, so a failed run leaves nothing behind.
+    admin.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
+    let dead_records = storage.dead_list(&keys, 1000).await.unwrap();
+    storage.delete_queue(&keys).await.unwrap();
     println!(
         "churn: {CHURN_JOBS} executions in {:.2} s: {} completed, {} dead; peak {peak} connections open; \
          {left} left after the run; {rows} rows; report {report:?}",
@@ -249,8 +253,8 @@ async fn a_thousand_executions_leave_no_connection_behind() {
         stats.dead,
     );
     if stats.dead != 300 {
-        for (_, record) in storage.dead_list(&keys, 1000).await.unwrap() {
-            let record: DeadRecord = serde_json::from_str(&record).unwrap();
+        for (_, record) in &dead_records {
+            let record: DeadRecord = serde_json::from_str(record).unwrap();
             let planned = ["planned", "timed out after"];
             let chain = record
                 .failures
@@ -275,9 +279,6 @@ async fn a_thousand_executions_leave_no_connection_behind() {
     // One connection per running job (32), plus slack: pg_stat_activity shows a closed connection
     // for a few ms after its execution ended, while the next execution opens its own.
     assert!(peak <= 48, "connections pile up: peak {peak} for 32 running jobs");
-
-    admin.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
-    storage.delete_queue(&keys).await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
