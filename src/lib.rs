@@ -8,6 +8,12 @@ pub use quern_core::{
 pub use quern_redis::{DeadReason, DeadRecord, Producer, QueueStats, RedisConfig, Storage, StorageError};
 pub use quern_worker::{Registry, Worker, WorkerConfig, WorkerError, WorkerReport, cli, shutdown_signal};
 
+/// The isolated diesel-async PostgreSQL pool (feature `diesel`, on by default).
+#[cfg(feature = "diesel")]
+pub use quern_diesel as diesel;
+#[cfg(feature = "diesel")]
+pub use quern_diesel::{IsolatedPg, PgConfig};
+
 /// The parts, for what the facade does not re-export.
 pub mod parts {
     pub use quern_core as core;

@@ -1,11 +1,9 @@
 //! The deadpool manager behind [`IsolatedPg`](crate::IsolatedPg): opens connections on the
 //! calling runtime, and resets and pings a connection before handing it out again.
 //!
-//! diesel-async ships a deadpool manager of its own; this one exists because (1) its connect
-//! error is diesel's `ConnectionError::BadConnection(String)`, which flattens tokio-postgres'
-//! error into text, and we keep the cause; (2) we need a reset before reuse anyway (see
-//! [`reset`]); (3) we set `application_name` and `connect_timeout` through
-//! `tokio_postgres::Config` rather than by editing URLs.
+//! Why not diesel-async's own deadpool manager: it keeps the connect error's cause, resets before
+//! reuse ([`reset`]) and configures connections through `tokio_postgres::Config`; the reasoning is
+//! in `docs/isolated-pg.md` ("Why quern-diesel has its own deadpool manager").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
