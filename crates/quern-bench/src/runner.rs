@@ -21,8 +21,8 @@ use crate::systems::redis_limit::RedisLimit;
 use crate::systems::{Env, System};
 use crate::util;
 
-/// Why the `isolated_pg` workload has no figures yet.
-pub const ISOLATED_PG_TODO: &str = "TODO: isolated_pg workload not written yet";
+/// Why only Quern has `isolated_pg` figures.
+pub const ISOLATED_PG_QUERN_ONLY: &str = "Quern's own feature: the peers have no per-execution pool";
 
 /// In the child: measures `workload` on `system` and returns the report.
 pub async fn run_child(system: SystemName, workload: Workload, env: &Env) -> ChildReport {
@@ -37,7 +37,13 @@ pub async fn run_child(system: SystemName, workload: Workload, env: &Env) -> Chi
 
 async fn measure<S: System>(workload: Workload, env: &Env) -> ChildReport {
     if workload == Workload::IsolatedPg {
-        return ChildReport::Skipped(ISOLATED_PG_TODO.into());
+        if S::NAME != SystemName::Quern {
+            return ChildReport::Skipped(ISOLATED_PG_QUERN_ONLY.into());
+        }
+        return match crate::systems::isolated_pg::measure(env).await {
+            Ok(ms) => ChildReport::Ok(ms),
+            Err(e) => ChildReport::Error(format!("{e:#}")),
+        };
     }
     if let Some(reason) = S::unsupported(env, workload).await {
         return ChildReport::Skipped(reason);
@@ -205,8 +211,8 @@ pub fn run_parent(plan: &Plan) -> Result<Vec<Row>> {
             let k = plan.systems.len();
             for j in 0..k {
                 let system = plan.systems[(j + rep) % k];
-                let report = if workload == Workload::IsolatedPg {
-                    ChildReport::Skipped(ISOLATED_PG_TODO.into())
+                let report = if workload == Workload::IsolatedPg && system != SystemName::Quern {
+                    ChildReport::Skipped(ISOLATED_PG_QUERN_ONLY.into())
                 } else {
                     let tag = format!(
                         "{}-{}-{}-{rep}-{:08x}",

@@ -16,6 +16,7 @@ use crate::model::{Sizes, SystemName, Workload};
 pub mod apalis;
 pub mod bullmq;
 pub mod chasquimq;
+pub mod isolated_pg;
 pub mod quern;
 pub mod redis_limit;
 

@@ -1,0 +1,104 @@
+//! `isolated_pg`: what one execution pays for `IsolatedPg`, against a bare connect and a warm
+//! shared pool, on the same PostgreSQL (`DATABASE_URL`, default `postgres://root@127.0.0.1:5432/test`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use quern_core::{Extensions, JobContext, JobId, Outcome, Resource, ResourceContext};
+use quern_diesel::{IsolatedPg, PgConfig};
+
+use super::Env;
+use crate::model::{Measurement, median};
+
+/// Executions measured per figure.
+const N: usize = 200;
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
+}
+
+async fn select_one(conn: &mut AsyncPgConnection) -> Result<()> {
+    diesel::sql_query("SELECT 1")
+        .execute(conn)
+        .await
+        .context("SELECT 1")?;
+    Ok(())
+}
+
+fn ms(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    median(samples)
+}
+
+/// Per-execution medians, in one run: IsolatedPg used, bare establish, warm shared pool, and
+/// IsolatedPg unused against no resource at all.
+pub async fn measure(_env: &Env) -> Result<Vec<Measurement>> {
+    let url = database_url();
+    let mut ext = Extensions::new();
+    ext.insert(PgConfig::new().database_url(url.clone()));
+    let pool = Pool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(
+        url.clone(),
+    ))
+    .max_size(4)
+    .build()
+    .context("shared pool")?;
+    select_one(&mut *pool.get().await.context("warming the shared pool")?).await?;
+
+    let (mut isolated, mut bare, mut shared, mut unused, mut none) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Alternate the variants so drift hits them alike.
+    for i in 0..N {
+        let ctx = JobContext::new(JobId::new(), "bench_pg", "bench", 1);
+
+        let t = Instant::now();
+        let pg = IsolatedPg::acquire(ResourceContext::new(&ctx, &ext))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        select_one(&mut *pg.get().await?).await?;
+        pg.release(Outcome::Succeeded).await;
+        isolated.push(t.elapsed().as_secs_f64() * 1e3);
+
+        let t = Instant::now();
+        let mut conn = AsyncPgConnection::establish(&url).await.context("establish")?;
+        select_one(&mut conn).await?;
+        drop(conn);
+        bare.push(t.elapsed().as_secs_f64() * 1e3);
+
+        let t = Instant::now();
+        select_one(&mut *pool.get().await.context("shared pool checkout")?).await?;
+        shared.push(t.elapsed().as_secs_f64() * 1e3);
+
+        if i % 2 == 0 {
+            let t = Instant::now();
+            let pg = IsolatedPg::acquire(ResourceContext::new(&ctx, &ext))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            pg.release(Outcome::Succeeded).await;
+            unused.push(t.elapsed().as_secs_f64() * 1e6);
+            let t = Instant::now();
+            <() as Resource>::acquire(ResourceContext::new(&ctx, &ext))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            ().release(Outcome::Succeeded).await;
+            none.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        // Let closed connections leave the server before the next round.
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    let (iso, est) = (ms(&mut isolated), ms(&mut bare));
+    Ok(vec![
+        Measurement::new("isolated_ms", "ms", iso).with_note(format!(
+            "{N} executions: acquire, connect, SELECT 1, close; {:.2}x a bare establish",
+            iso / est
+        )),
+        Measurement::new("bare_establish_ms", "ms", est).with_note("AsyncPgConnection::establish + SELECT 1"),
+        Measurement::new("shared_pool_ms", "ms", ms(&mut shared))
+            .with_note("warm deadpool checkout + SELECT 1"),
+        Measurement::new("unused_isolated_us", "us", ms(&mut unused))
+            .with_note("acquire + release, no query"),
+        Measurement::new("no_resource_us", "us", ms(&mut none)).with_note("Resources = ()"),
+    ])
+}
