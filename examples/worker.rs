@@ -12,13 +12,16 @@ use quern::{Job, JobContext, JobError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
-/// Records each execution: `HINCRBY <key> <id> 1`, after sleeping `sleep_ms`.
+/// Records each execution: `HINCRBY <key> <id> 1`, after sleeping `sleep_ms`. With `fail`, fails
+/// instead: `"error"` (retryable, with a cause chain), `"permanent"` or `"panic"`.
 #[derive(Serialize, Deserialize)]
 struct Record {
     key: String,
     id: u64,
     #[serde(default)]
     sleep_ms: u64,
+    #[serde(default)]
+    fail: Option<String>,
 }
 
 /// One connection for the process; it reconnects by itself after Redis restarts.
@@ -41,6 +44,17 @@ impl Job for Record {
     async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> {
         if self.sleep_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+        }
+        match self.fail.as_deref() {
+            Some("error") => {
+                let cause = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+                return Err(JobError::from(cause)
+                    .context("calling the billing service")
+                    .context(format!("recording {}", self.id)));
+            }
+            Some("permanent") => return Err(JobError::permanent(format!("record {} was deleted", self.id))),
+            Some("panic") => panic!("record {} is corrupt", self.id),
+            _ => {}
         }
         let mut conn = redis().await?;
         redis::cmd("HINCRBY")

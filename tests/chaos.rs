@@ -35,7 +35,7 @@ fn spawn_worker(url: &str, prefix: &str) -> Child {
             "--queue",
             "chaos",
             "--concurrency",
-            "64",
+            "32",
             "--lease-secs",
             "1",
         ])

@@ -19,13 +19,16 @@ fn spawn_worker(url: &str, prefix: &str, queue: &str, extra: &[&str]) -> Child {
             "--queue",
             queue,
             "--concurrency",
-            "50",
+            "100",
             "--lease-secs",
             "1",
         ])
         .args(extra)
         .env("REDIS_URL", url)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -105,7 +108,9 @@ async fn sigterm_finishes_short_jobs_and_gives_long_ones_back() {
         common::wait_until(Duration::from_secs(20), || async {
             storage.stats(&keys).await.unwrap().running == 100
         })
-        .await
+        .await,
+        "not all 100 jobs were in flight: {:?}",
+        storage.stats(&keys).await.unwrap()
     );
     let status = Command::new("kill")
         .args(["-TERM", &worker.id().to_string()])
@@ -121,7 +126,7 @@ async fn sigterm_finishes_short_jobs_and_gives_long_ones_back() {
     let runs = common::runs(&url, &runs_key).await;
     assert_eq!(
         runs.len(),
-        25,
+        50,
         "the short jobs finished within the grace period: {runs:?}"
     );
     let stats = storage.stats(&keys).await.unwrap();
