@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use quern::{Job, JobContext, JobError};
+use quern::{Backoff, Job, JobContext, JobError, JobOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
@@ -40,6 +40,11 @@ async fn redis() -> Result<redis::aio::ConnectionManager, JobError> {
 impl Job for Record {
     const NAME: &'static str = "record";
     type Resources = ();
+
+    fn options() -> JobOptions {
+        // Quick retries, so that a demonstration reaches the dead set in about a second.
+        JobOptions::new().backoff(Backoff::Fixed(Duration::from_millis(100)))
+    }
 
     async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> {
         if self.sleep_ms > 0 {
