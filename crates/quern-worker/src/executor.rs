@@ -2,9 +2,12 @@
 //! on every path — in the job's isolation.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::{Arc, Once};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -22,8 +25,10 @@ pub(crate) enum ExecOutcome {
         error: JobError,
         during: &'static str,
     },
+    /// `run` panicked: the message with its location, and a backtrace when enabled.
     Panicked {
         message: String,
+        backtrace: Option<String>,
     },
     TimedOut {
         after: Duration,
@@ -82,7 +87,10 @@ pub(crate) async fn execute<J: Job>(
             // stops waiting a little after it, and abandons the thread.
             let outer = timeout.map(|t| t + Duration::from_secs(1));
             tokio::select! {
-                r = rx => r.unwrap_or(ExecOutcome::Panicked { message: "the execution's thread ended without a result".into() }),
+                r = rx => r.unwrap_or(ExecOutcome::Panicked {
+                    message: "the execution's thread ended without a result".into(),
+                    backtrace: None,
+                }),
                 _ = sleep_opt(outer) => ExecOutcome::TimedOut { after: timeout.unwrap_or_default() },
                 _ = hard_stop.wait() => ExecOutcome::Cancelled,
             }
@@ -116,7 +124,7 @@ async fn run_once<J: Job>(
         }
     };
     let outcome = {
-        let run = AssertUnwindSafe(job.run(ctx, &mut resources)).catch_unwind();
+        let run = AssertUnwindSafe(InExecution(Box::pin(job.run(ctx, &mut resources)))).catch_unwind();
         tokio::select! {
             r = async {
                 match timeout {
@@ -127,7 +135,10 @@ async fn run_once<J: Job>(
                 None => ExecOutcome::TimedOut { after: timeout.unwrap_or_default() },
                 Some(Ok(Ok(()))) => ExecOutcome::Succeeded,
                 Some(Ok(Err(error))) => ExecOutcome::Failed { error, during: "run" },
-                Some(Err(panic)) => ExecOutcome::Panicked { message: panic_message(panic) },
+                Some(Err(panic)) => {
+                    let backtrace = LAST_PANIC_BACKTRACE.with(|c| c.borrow_mut().take());
+                    ExecOutcome::Panicked { message: panic_message(panic), backtrace }
+                }
             },
             _ = hard_stop.wait() => ExecOutcome::Cancelled,
         }
@@ -151,20 +162,46 @@ async fn run_once<J: Job>(
 
 thread_local! {
     static LAST_PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+    static LAST_PANIC_BACKTRACE: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Set while a job's `run` is being polled on this thread.
+    static IN_EXECUTION: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Installs (once) a panic hook that remembers where a panic happened, so the failure record can
-/// say `at src/jobs.rs:42:9`. The previous hook still runs.
+/// Marks the thread as running a job while `run` is polled, so the panic hook knows a panic
+/// belongs to a job (and is recorded, not printed).
+struct InExecution<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for InExecution<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let was = IN_EXECUTION.with(|c| c.replace(true));
+        let out = self.0.as_mut().poll(cx);
+        IN_EXECUTION.with(|c| c.set(was));
+        out
+    }
+}
+
+/// Installs (once) a panic hook. A panic inside a job is recorded — message, location
+/// (`src/jobs.rs:42:9`) and, when `RUST_BACKTRACE` is set, a backtrace — and logged once by the
+/// worker with the job's id, instead of being printed to stderr. Other panics go to the previous
+/// hook.
 pub(crate) fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            if !IN_EXECUTION.with(Cell::get) {
+                previous(info);
+                return;
+            }
             let loc = info
                 .location()
                 .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
             LAST_PANIC_LOCATION.with(|c| *c.borrow_mut() = loc);
-            previous(info);
+            let bt = std::backtrace::Backtrace::capture();
+            let bt = (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
+            LAST_PANIC_BACKTRACE.with(|c| *c.borrow_mut() = bt);
         }));
     });
 }

@@ -509,6 +509,7 @@ async fn process(shared: &Shared, queue: &str, d: Delivery) -> Option<Settle> {
         let outcome = handler
             .execute(ctx, payload.to_owned(), shared.extensions.clone(), shared.limits.clone())
             .await;
+        let mut backtrace = None;
         let (kind, chain, retryable) = match outcome {
             ExecOutcome::Succeeded => {
                 shared.counters.succeeded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -526,27 +527,42 @@ async fn process(shared: &Shared, queue: &str, d: Delivery) -> Option<Settle> {
                 if during != "run" {
                     chain.insert(0, during.to_owned());
                 }
-                if let Some(bt) = error.backtrace() {
-                    tracing::error!(backtrace = %bt, "backtrace of the failure");
-                }
+                backtrace = error.backtrace().map(ToString::to_string);
                 (if during == "run" { "error" } else { "resource" }, chain, error.is_retryable())
             }
-            ExecOutcome::Panicked { message } => ("panic", vec![format!("panicked: {message}")], true),
-            ExecOutcome::TimedOut { after } => ("timeout", vec![format!("timed out after {} ms", after.as_millis())], true),
+            ExecOutcome::Panicked { message, backtrace: bt } => {
+                backtrace = bt;
+                ("panic", vec![format!("panicked: {message}")], true)
+            }
+            ExecOutcome::TimedOut { after } => {
+                ("timeout", vec![format!("timed out after {} ms", after.as_millis())], true)
+            }
         };
         shared.counters.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let failure = Failure::new(attempt, kind, chain);
         let error_chain = failure.chain.join(": caused by: ");
+        // Logged once, here, where retry or dead-letter is decided; with a backtrace when one
+        // was captured (RUST_BACKTRACE=1).
+        let bt = backtrace.as_deref().unwrap_or("");
         if retryable && attempt < max_attempts {
             let delay = options.backoff.delay(attempt);
-            tracing::warn!(failure = kind, error.chain = %error_chain, retry_in_ms = delay.as_millis() as u64,
-                attempts_left = max_attempts - attempt, "job failed; will retry");
+            let retry_in_ms = delay.as_millis() as u64;
+            let attempts_left = max_attempts - attempt;
+            if bt.is_empty() {
+                tracing::warn!(failure = kind, error.chain = %error_chain, retry_in_ms, attempts_left, "job failed; will retry");
+            } else {
+                tracing::warn!(failure = kind, error.chain = %error_chain, retry_in_ms, attempts_left, backtrace = %bt, "job failed; will retry");
+            }
             let mut next = env.next_attempt(failure);
             next.enqueued_at.get_or_insert(entry_ms(&entry_id));
-            Some(Settle::Retry { entry_id, due_ms: now_ms() + delay.as_millis() as u64, envelope: next.encode() })
+            Some(Settle::Retry { entry_id, due_ms: now_ms() + retry_in_ms, envelope: next.encode() })
         } else {
             let reason = if retryable { DeadReason::MaxAttempts } else { DeadReason::Permanent };
-            tracing::error!(failure = kind, error.chain = %error_chain, reason = reason.describe(), "job failed; dead-lettered");
+            if bt.is_empty() {
+                tracing::error!(failure = kind, error.chain = %error_chain, reason = reason.describe(), "job failed; dead-lettered");
+            } else {
+                tracing::error!(failure = kind, error.chain = %error_chain, reason = reason.describe(), backtrace = %bt, "job failed; dead-lettered");
+            }
             let message = format!("{}: {}", reason.describe(), error_chain);
             let record = DeadRecord::new(env.id.to_string(), queue, reason, message, &d.envelope)
                 .with_envelope(&env, attempt)
