@@ -162,11 +162,17 @@ pub struct ErrorChain(pub Vec<String>);
 
 impl ErrorChain {
     /// Walks `err` and its sources.
+    ///
+    /// A cause whose message the previous one already ends with (some errors print their
+    /// source in their own message) is not repeated.
     pub fn of(err: &(dyn StdError + 'static)) -> Self {
         let mut out = vec![err.to_string()];
         let mut cur = err.source();
         while let Some(e) = cur {
-            out.push(e.to_string());
+            let msg = e.to_string();
+            if !out.last().is_some_and(|prev| prev.ends_with(&msg)) {
+                out.push(msg);
+            }
             cur = e.source();
         }
         ErrorChain(out)

@@ -407,9 +407,11 @@ impl Fetcher {
                     }
                 }
                 Err(e) => {
-                    if e.code() == Some("NOGROUP") {
-                        // Redis lost the group (restarted without persistence, or keys deleted).
-                        let _ = self.storage.ensure_group(&self.keys).await;
+                    if e.code() == Some("NOGROUP") && self.storage.ensure_group(&self.keys).await.is_ok() {
+                        // Redis lost the group (restarted without persistence, or keys deleted):
+                        // recreated, so read again at once.
+                        tracing::warn!(queue = %self.keys.queue, "the consumer group was missing (Redis restarted without persistence?); recreated it");
+                        continue;
                     }
                     drop(permits);
                     tokio::select! {
