@@ -1,7 +1,7 @@
 //! Chaos: workers killed at random, Redis restarted mid-run. Every job completes at least once.
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use quern::{Job, JobContext, JobError, JobOptions, Producer, RedisConfig, Storage};
@@ -24,27 +24,6 @@ impl Job for Record {
     async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> {
         unreachable!("run by the example worker")
     }
-}
-
-fn spawn_worker(url: &str, prefix: &str) -> Child {
-    Command::new(common::example_bin("worker"))
-        .args([
-            "--prefix",
-            prefix,
-            "run",
-            "--queue",
-            "chaos",
-            "--concurrency",
-            "32",
-            "--lease-secs",
-            "1",
-        ])
-        .env("REDIS_URL", url)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the example worker")
 }
 
 async fn enqueue(storage: &Storage, key: &str, n: u64, sleep_ms: u64) {
@@ -70,7 +49,9 @@ async fn twenty_thousand_jobs_survive_workers_killed_every_second() {
     // 3 workers x 32 slots x 50 ms: about ten seconds of work, with a kill about every second.
     enqueue(&storage, &runs_key, JOBS, 50).await;
 
-    let mut workers: Vec<Child> = (0..3).map(|_| spawn_worker(&url, &prefix)).collect();
+    let mut workers: Vec<Child> = (0..3)
+        .map(|_| common::spawn_worker(&url, &prefix, "chaos", 32, &[]))
+        .collect();
     let started = Instant::now();
     let mut kills = 0;
     let deadline = started + Duration::from_secs(180);
@@ -85,7 +66,7 @@ async fn twenty_thousand_jobs_survive_workers_killed_every_second() {
         workers[victim].kill().unwrap(); // SIGKILL
         workers[victim].wait().unwrap();
         kills += 1;
-        workers[victim] = spawn_worker(&url, &prefix);
+        workers[victim] = common::spawn_worker(&url, &prefix, "chaos", 32, &[]);
     }
     for w in &mut workers {
         let _ = w.kill();
@@ -121,7 +102,9 @@ async fn workers_reconnect_after_a_redis_restart_and_finish_every_job() {
     let runs_key = "chaos:runs".to_owned();
     const JOBS: u64 = 3_000;
     enqueue(&storage, &runs_key, JOBS, 10).await;
-    let mut workers: Vec<Child> = (0..2).map(|_| spawn_worker(&url, "chaos")).collect();
+    let mut workers: Vec<Child> = (0..2)
+        .map(|_| common::spawn_worker(&url, "chaos", "chaos", 32, &[]))
+        .collect();
     assert!(
         common::wait_until(Duration::from_secs(30), || async {
             common::runs(&url, &runs_key).await.len() >= 300

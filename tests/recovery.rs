@@ -2,38 +2,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use common::RunningWorker;
 use quern::{Job, JobContext, JobError, JobOptions, Producer, RedisConfig, Registry, Storage, Worker};
 use serde::{Deserialize, Serialize};
-
-fn spawn_worker(url: &str, prefix: &str, queue: &str, extra: &[&str]) -> Child {
-    Command::new(common::example_bin("worker"))
-        .args([
-            "--prefix",
-            prefix,
-            "run",
-            "--queue",
-            queue,
-            "--concurrency",
-            "100",
-            "--lease-secs",
-            "1",
-        ])
-        .args(extra)
-        .env("REDIS_URL", url)
-        .env(
-            "RUST_LOG",
-            std::env::var("WORKER_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the example worker")
-}
 
 async fn enqueue_records(
     producer: &Producer,
@@ -59,7 +34,7 @@ async fn a_job_of_a_killed_worker_completes_on_another() {
     let producer = Producer::new(storage.clone());
     enqueue_records(&producer, "recover", &runs_key, 0..20, 1500).await;
 
-    let mut first = spawn_worker(&url, &prefix, "recover", &[]);
+    let mut first = common::spawn_worker(&url, &prefix, "recover", 100, &[]);
     assert!(
         common::wait_until(Duration::from_secs(20), || async {
             storage.stats(&keys).await.unwrap().running == 20
@@ -74,7 +49,7 @@ async fn a_job_of_a_killed_worker_completes_on_another() {
         "killed before any job finished"
     );
 
-    let mut second = spawn_worker(&url, &prefix, "recover", &[]);
+    let mut second = common::spawn_worker(&url, &prefix, "recover", 100, &[]);
     let all_done = common::wait_until(Duration::from_secs(30), || async {
         common::runs(&url, &runs_key).await.len() == 20
     })
@@ -103,7 +78,7 @@ async fn sigterm_finishes_short_jobs_and_gives_long_ones_back() {
     enqueue_records(&producer, "sigterm", &runs_key, 0..50, 1500).await;
     enqueue_records(&producer, "sigterm", &runs_key, 50..100, 30_000).await;
 
-    let mut worker = spawn_worker(&url, &prefix, "sigterm", &["--grace-secs", "4"]);
+    let mut worker = common::spawn_worker(&url, &prefix, "sigterm", 100, &["--grace-secs", "4"]);
     assert!(
         common::wait_until(Duration::from_secs(20), || async {
             storage.stats(&keys).await.unwrap().running == 100

@@ -91,3 +91,38 @@ pub async fn runs(url: &str, key: &str) -> std::collections::HashMap<u64, u64> {
         .await
         .unwrap()
 }
+
+/// Starts `examples/worker.rs` as a separate process working `queue` under `prefix`, with a 1 s
+/// lease (so killed workers' jobs come back fast). Its log level comes from `WORKER_LOG`
+/// (default `warn`), its log goes to the test's stderr.
+pub fn spawn_worker(
+    url: &str,
+    prefix: &str,
+    queue: &str,
+    concurrency: usize,
+    extra: &[&str],
+) -> std::process::Child {
+    let concurrency = concurrency.to_string();
+    std::process::Command::new(example_bin("worker"))
+        .args([
+            "--prefix",
+            prefix,
+            "run",
+            "--queue",
+            queue,
+            "--concurrency",
+            &concurrency,
+            "--lease-secs",
+            "1",
+        ])
+        .args(extra)
+        .env("REDIS_URL", url)
+        .env(
+            "RUST_LOG",
+            std::env::var("WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start the example worker")
+}
