@@ -62,6 +62,7 @@ fn main() -> Result<()> {
     }
     let systems = cli.systems.clone().unwrap_or_else(|| {
         vec![
+            SystemName::Quern,
             SystemName::RedisLimit,
             SystemName::ApalisRedis,
             SystemName::BullmqOfficial,
