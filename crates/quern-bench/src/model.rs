@@ -61,7 +61,7 @@ pub enum Workload {
     RedisMemory,
     /// Producers and consumers at once for a fixed time: jobs/s.
     Sustained,
-    /// Jobs that need an isolated PostgreSQL pool (TODO: another engineer).
+    /// Per-execution cost of an isolated PostgreSQL pool (Quern only).
     IsolatedPg,
 }
 

@@ -4,8 +4,7 @@
 //! jobs were handled). Timing, CPU, RSS, Redis memory and statistics live in `runner`, so every
 //! system is measured by the same code.
 //!
-//! To add Quern: write `systems/quern.rs` with `pub struct Quern` implementing [`System`], then
-//! replace the TODO arm of `runner::run_child`.
+//! To add a system: implement [`System`] in a module here and add its arm in `runner::run_child`.
 
 use std::time::Duration;
 
