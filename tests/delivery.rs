@@ -49,42 +49,6 @@ async fn worker(storage: &quern::Storage) -> RunningWorker {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backlog_of_200k_jobs_all_run() {
-    common::init_tracing();
-    let storage = common::storage(&test_support::redis_url()).await;
-    let keys = storage.keys("delivery");
-    let producer = Producer::new(storage.clone());
-    let jobs: Vec<Mark> = (0..200_000)
-        .map(|n| Mark {
-            tag: "backlog".into(),
-            n,
-            sleep_ms: 0,
-        })
-        .collect();
-    producer.enqueue_many(&jobs).await.unwrap();
-    assert_eq!(storage.stats(&keys).await.unwrap().pending, 200_000);
-    let w = worker(&storage).await;
-    let done = common::wait_until(Duration::from_secs(240), || async {
-        storage.stats(&keys).await.unwrap().completed >= 200_000
-    })
-    .await;
-    let report = w.stop().await;
-    assert!(
-        done,
-        "not all jobs completed: {:?}",
-        storage.stats(&keys).await.unwrap()
-    );
-    assert_eq!(report.succeeded, 200_000);
-    let mut seen: Vec<u64> = starts("backlog").into_iter().map(|(n, _)| n).collect();
-    seen.sort_unstable();
-    seen.dedup();
-    assert_eq!(seen.len(), 200_000, "every job ran");
-    let stats = storage.stats(&keys).await.unwrap();
-    assert_eq!((stats.pending, stats.running, stats.dead), (0, 0, 0));
-    storage.delete_queue(&keys).await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_picks_up_at_once_and_delayed_jobs_start_on_time() {
     common::init_tracing();
     let storage = common::storage(&test_support::redis_url()).await;
