@@ -4,13 +4,13 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use deadpool::Runtime;
 use deadpool::managed::{Object, Pool, PoolError, TimeoutType};
 use diesel_async::AsyncPgConnection;
-use quern_core::{JobContext, JobError, Outcome, Resource, ResourceContext, redact_url};
+use quern_core::{JobContext, JobError, JobId, Outcome, Resource, ResourceContext, redact_url};
 
 use crate::config::{PgConfig, clean_application_name, default_application_name};
 use crate::error::PgError;
@@ -33,7 +33,12 @@ use crate::manager::{ManagerError, PgManager};
 /// would share connections whose driver died with an earlier execution's runtime (`connection
 /// closed`, or a silent reconnect on every checkout) or sits on a runtime nobody drives (a hang).
 pub struct IsolatedPg {
-    application_name: String,
+    /// Built on first use (most executions of a job that rarely touches the database never
+    /// need it): `application_name` from the config, else `quern:<job>:<id>`.
+    application_name: OnceLock<String>,
+    configured_name: Option<String>,
+    job_name: String,
+    job_id: JobId,
     pool_size: usize,
     wait_timeout: Duration,
     connect_timeout: Duration,
@@ -95,12 +100,11 @@ impl IsolatedPg {
             .database_url
             .clone()
             .or_else(|| std::env::var("DATABASE_URL").ok());
-        let application_name = match &config.application_name {
-            Some(name) => clean_application_name(name),
-            None => default_application_name(&job.name, &job.id.to_string()),
-        };
         Self {
-            application_name,
+            application_name: OnceLock::new(),
+            configured_name: config.application_name.clone(),
+            job_name: job.name.clone(),
+            job_id: job.id.clone(),
             pool_size: config.pool_size.max(1),
             wait_timeout: config.wait_timeout,
             connect_timeout: config.connect_timeout,
@@ -154,7 +158,10 @@ impl IsolatedPg {
 
     /// The `application_name` every connection of this execution carries.
     pub fn application_name(&self) -> &str {
-        &self.application_name
+        self.application_name.get_or_init(|| match &self.configured_name {
+            Some(name) => clean_application_name(name),
+            None => default_application_name(&self.job_name, self.job_id.as_str()),
+        })
     }
 
     /// How many connections this execution has opened so far (0 until the first `get`).
@@ -183,7 +190,7 @@ impl IsolatedPg {
         }
         let url = state.url.clone().ok_or(PgError::MissingUrl)?;
         let mut config = parse(&url)?;
-        config.application_name(&self.application_name);
+        config.application_name(self.application_name());
         config.connect_timeout(self.connect_timeout);
         let target = target(&config);
         let pool = Pool::builder(PgManager::new(config, Arc::clone(&self.opened)))
@@ -244,7 +251,7 @@ impl Resource for IsolatedPg {
                 let status = opened_pool.pool.status();
                 opened_pool.pool.close();
                 tracing::debug!(
-                    application_name = %self.application_name,
+                    application_name = %self.application_name(),
                     ?outcome,
                     connections_opened = opened,
                     checked_out = status.size - status.available,
@@ -252,7 +259,7 @@ impl Resource for IsolatedPg {
                 );
             }
             None => tracing::debug!(
-                application_name = %self.application_name,
+                application_name = %self.application_name(),
                 ?outcome,
                 "the execution never used its PostgreSQL pool"
             ),
@@ -264,7 +271,7 @@ impl fmt::Debug for IsolatedPg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IsolatedPg")
             .field("database_url", &self.database_url_redacted())
-            .field("application_name", &self.application_name)
+            .field("application_name", &self.application_name())
             .field("pool_size", &self.pool_size)
             .field("connections_opened", &self.connections_opened())
             .finish()
