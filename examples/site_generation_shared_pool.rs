@@ -17,7 +17,7 @@ mod site;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -136,30 +136,11 @@ async fn run(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("enqueueing: {}", ErrorChain::of(&e)))?;
 
-    let started = Instant::now();
     let worker = Worker::new(storage.clone(), Registry::new().register::<GenerateSiteShared>())
         .configure(|c| c.concurrency = args.concurrency.max(1));
-    let stop = quern::Shutdown::new();
-    let signal = stop.clone();
-    let running = tokio::spawn(worker.run(async move { signal.wait().await }));
     let total = args.sites as u64;
-    let deadline = started + Duration::from_secs(600);
-    let stats = loop {
-        let stats = storage
-            .stats(&keys)
-            .await
-            .map_err(|e| format!("reading queue stats: {}", ErrorChain::of(&e)))?;
-        if stats.completed + stats.dead >= total || Instant::now() >= deadline {
-            break stats;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let elapsed = started.elapsed();
-    stop.trigger();
-    running
-        .await
-        .map_err(|e| format!("worker task: {e}"))?
-        .map_err(|e| ErrorChain::of(&e).to_string())?;
+    let (stats, elapsed, _report) =
+        site::run_until_settled(worker, &storage, &keys, total, Duration::from_secs(600)).await?;
 
     let errors = ERRORS.lock().unwrap().clone();
     let hung = stats.dead.saturating_sub(errors.len() as u64);

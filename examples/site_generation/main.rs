@@ -19,7 +19,7 @@
 mod site;
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use quern::{
@@ -129,28 +129,9 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     }
 
     // --mode all: work until every site is settled, then report.
-    let started = Instant::now();
-    let stop = quern::Shutdown::new();
-    let signal = stop.clone();
-    let running = tokio::spawn(worker.run(async move { signal.wait().await }));
     let total = args.sites as u64;
-    let deadline = started + Duration::from_secs(300);
-    let stats = loop {
-        let stats = storage
-            .stats(&keys)
-            .await
-            .map_err(|e| format!("reading queue stats: {}", ErrorChain::of(&e)))?;
-        if stats.completed + stats.dead >= total || Instant::now() >= deadline {
-            break stats;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let elapsed = started.elapsed();
-    stop.trigger();
-    let report = running
-        .await
-        .map_err(|e| format!("worker task: {e}"))?
-        .map_err(|e| ErrorChain::of(&e).to_string())?;
+    let (stats, elapsed, report) =
+        site::run_until_settled(worker, &storage, &keys, total, Duration::from_secs(300)).await?;
 
     let mut conn = site::connect(&db_url).await?;
     let pages = site::pages_written(&mut conn)

@@ -328,3 +328,36 @@ pub async fn drop_schema(conn: &mut AsyncPgConnection, schema: &str) -> QueryRes
     conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .await
 }
+
+/// Runs `worker` until `total` jobs of `keys`' queue are settled (completed or dead) or `limit`
+/// passes, then stops it. Returns the final stats, the time it took, and the worker's report.
+pub async fn run_until_settled(
+    worker: quern::Worker,
+    storage: &quern::Storage,
+    keys: &quern::parts::redis::QueueKeys,
+    total: u64,
+    limit: Duration,
+) -> Result<(quern::QueueStats, Duration, quern::WorkerReport), String> {
+    let started = std::time::Instant::now();
+    let stop = quern::Shutdown::new();
+    let signal = stop.clone();
+    let running = tokio::spawn(worker.run(async move { signal.wait().await }));
+    let deadline = started + limit;
+    let stats = loop {
+        let stats = storage
+            .stats(keys)
+            .await
+            .map_err(|e| format!("reading queue stats: {}", ErrorChain::of(&e)))?;
+        if stats.completed + stats.dead >= total || std::time::Instant::now() >= deadline {
+            break stats;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let elapsed = started.elapsed();
+    stop.trigger();
+    let report = running
+        .await
+        .map_err(|e| format!("worker task: {e}"))?
+        .map_err(|e| ErrorChain::of(&e).to_string())?;
+    Ok((stats, elapsed, report))
+}
