@@ -1,5 +1,6 @@
 //! What one execution knows about itself.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio_util::sync::CancellationToken;
@@ -11,8 +12,10 @@ use crate::envelope::JobId;
 /// Cloning is cheap; every clone observes the same signal. Jobs that run for long can check
 /// [`Shutdown::is_triggered`] between steps, or race their work against [`Shutdown::wait`], and
 /// return early: the worker then gives the job back to its queue if it has not finished.
+// Behind an `Arc`: every execution gets a clone, and cloning a `CancellationToken` itself takes a
+// lock shared by all its clones.
 #[derive(Debug, Clone, Default)]
-pub struct Shutdown(CancellationToken);
+pub struct Shutdown(Arc<CancellationToken>);
 
 impl Shutdown {
     /// A signal that has not fired.
@@ -37,7 +40,7 @@ impl Shutdown {
 
     /// A child signal: fires with this one, and can also be fired on its own.
     pub fn child(&self) -> Shutdown {
-        Shutdown(self.0.child_token())
+        Shutdown(Arc::new(self.0.child_token()))
     }
 }
 

@@ -317,6 +317,11 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
             size: bytes.len(),
         });
     }
+    // The fast path decodes without tracking the field path; only a failure decodes again, with
+    // the path, to say where it went wrong (the same input fails at the same place).
+    if let Ok(env) = serde_json::from_str::<Envelope<'_>>(text) {
+        return Ok(env);
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     let env: Envelope<'_> = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| from_json_error(text, with_path(e), DecodeErrorKind::Envelope))?;
@@ -327,6 +332,10 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
 
 /// Decodes a job's fields from its raw JSON payload.
 pub fn decode_payload<T: DeserializeOwned>(payload: &str) -> Result<T, DecodeError> {
+    // Fast path first; the path-tracking decode runs only to describe a failure.
+    if let Ok(value) = serde_json::from_str::<T>(payload) {
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_str(payload);
     let value: T = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| from_json_error(payload, with_path(e), DecodeErrorKind::Data))?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use quern_core::{
-    DecodeError, Extensions, Isolation, Job, JobContext, JobError, JobOptions, Outcome, Resource,
+    DecodeError, Extensions, Isolation, Job, JobContext, JobError, Outcome, Resource,
     ResourceContext, Shutdown,
 };
 
@@ -45,12 +45,19 @@ pub(crate) struct Limits {
     pub hard_stop: Shutdown,
 }
 
+/// The parts of a job type's options an execution needs (copied, not cloned per execution).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct How {
+    pub isolation: Isolation,
+    pub timeout: Option<Duration>,
+}
+
 /// Runs `job` once, in the isolation its options ask for.
 pub(crate) async fn execute<J: Job>(
     job: J,
     ctx: JobContext,
     ext: Arc<Extensions>,
-    options: JobOptions,
+    options: How,
     limits: Limits,
 ) -> ExecOutcome {
     match options.isolation {

@@ -1,20 +1,20 @@
 //! Leases: renewing those of running jobs, and requeueing those that expired.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use quern_core::Shutdown;
 use quern_redis::{QueueKeys, Storage};
 
 use crate::backoff::Reconnect;
+use crate::in_flight::InFlight;
 
 /// Every `lease / 3`, renews the leases of this worker's running jobs in one command.
 pub(crate) async fn renew(
     storage: Storage,
     keys: QueueKeys,
     consumer: String,
-    in_flight: Arc<Mutex<HashSet<String>>>,
+    in_flight: Arc<InFlight>,
     lease: Duration,
     stop: Shutdown,
 ) {
@@ -26,7 +26,7 @@ pub(crate) async fn renew(
             _ = tick.tick() => {}
             _ = stop.wait() => return,
         }
-        let ids: Vec<String> = in_flight.lock().expect("poisoned").iter().cloned().collect();
+        let ids = in_flight.ids();
         if ids.is_empty() {
             continue;
         }

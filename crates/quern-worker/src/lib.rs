@@ -12,6 +12,7 @@
 mod backoff;
 pub mod cli;
 mod executor;
+mod in_flight;
 mod lease;
 mod promoter;
 pub mod registry;

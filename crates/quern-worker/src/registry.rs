@@ -12,10 +12,11 @@ use crate::executor::{self, ExecOutcome, Limits};
 /// Runs one execution of a registered job type from its raw payload.
 pub(crate) trait Handler: Send + Sync {
     fn options(&self) -> &JobOptions;
+    /// Decodes `payload` now (so the caller need not copy it) and returns the execution.
     fn execute(
         &self,
         ctx: JobContext,
-        payload: String,
+        payload: &str,
         ext: Arc<Extensions>,
         limits: Limits,
     ) -> BoxFuture<'static, ExecOutcome>;
@@ -34,18 +35,19 @@ impl<J: Job> Handler for Typed<J> {
     fn execute(
         &self,
         ctx: JobContext,
-        payload: String,
+        payload: &str,
         ext: Arc<Extensions>,
         limits: Limits,
     ) -> BoxFuture<'static, ExecOutcome> {
-        let options = self.options.clone();
-        Box::pin(async move {
-            let job: J = match decode_payload(&payload) {
-                Ok(job) => job,
-                Err(e) => return ExecOutcome::Undecodable(e),
-            };
-            executor::execute(job, ctx, ext, options, limits).await
-        })
+        let job: J = match decode_payload(payload) {
+            Ok(job) => job,
+            Err(e) => return Box::pin(std::future::ready(ExecOutcome::Undecodable(e))),
+        };
+        let how = executor::How {
+            isolation: self.options.isolation,
+            timeout: self.options.timeout,
+        };
+        Box::pin(executor::execute(job, ctx, ext, how, limits))
     }
 }
 

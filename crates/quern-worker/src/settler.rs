@@ -1,13 +1,13 @@
 //! Settles finished executions in batches: one round trip for everything that finished since
 //! the last one. A batch that cannot be written is retried, never dropped.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use quern_redis::{DeadRetention, QueueKeys, Settle, Storage};
 use tokio::sync::mpsc;
 
 use crate::backoff::Reconnect;
+use crate::in_flight::InFlight;
 
 /// Most operations written in one round trip.
 const MAX_BATCH: usize = 1024;
@@ -18,7 +18,7 @@ pub(crate) async fn run(
     storage: Storage,
     keys: QueueKeys,
     mut rx: mpsc::UnboundedReceiver<Settle>,
-    in_flight: Arc<Mutex<HashSet<String>>>,
+    in_flight: Arc<InFlight>,
     retention: DeadRetention,
     give_up: quern_core::Shutdown,
 ) {
@@ -41,9 +41,7 @@ pub(crate) async fn run(
                 }
             }
         }
-        let mut set = in_flight.lock().expect("poisoned");
-        for op in batch.drain(..) {
-            set.remove(op.entry_id());
-        }
+        in_flight.remove_all(batch.iter().map(Settle::entry_id));
+        batch.clear();
     }
 }

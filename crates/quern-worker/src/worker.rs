@@ -1,9 +1,8 @@
 //! The worker: claims jobs in batches, runs them under a concurrency limit, settles them, keeps
 //! their leases, and shuts down without losing any.
 
-use std::collections::HashSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use quern_core::envelope::{Failure, decode_envelope, now_ms};
@@ -17,6 +16,7 @@ use tracing::Instrument;
 
 use crate::backoff::Reconnect;
 use crate::executor::{ExecOutcome, Limits};
+use crate::in_flight::InFlight;
 use crate::registry::Registry;
 use crate::{lease, promoter, settler};
 
@@ -219,7 +219,7 @@ impl Worker {
         let mut background = Vec::new();
         let settle_give_up = Shutdown::new();
         for keys in &all_keys {
-            let in_flight = Arc::new(Mutex::new(HashSet::new()));
+            let in_flight = Arc::new(InFlight::default());
             let (tx, rx) = mpsc::unbounded_channel();
             settlers.push(tokio::spawn(settler::run(
                 storage.clone(),
@@ -358,7 +358,7 @@ struct Fetcher {
     keys: QueueKeys,
     config: Arc<WorkerConfig>,
     semaphore: Arc<Semaphore>,
-    in_flight: Arc<Mutex<HashSet<String>>>,
+    in_flight: Arc<InFlight>,
     settle: mpsc::UnboundedSender<Settle>,
     shared: Arc<Shared>,
     executions: TaskTracker,
@@ -397,10 +397,7 @@ impl Fetcher {
             match read {
                 Ok(deliveries) => {
                     reconnect.succeeded();
-                    {
-                        let mut set = self.in_flight.lock().expect("poisoned");
-                        set.extend(deliveries.iter().map(|d| d.entry_id.clone()));
-                    }
+                    self.in_flight.insert_all(deliveries.iter().map(|d| d.entry_id.as_str()));
                     for d in deliveries {
                         let permit = permits.pop().expect("never more deliveries than permits");
                         self.spawn(d, permit);
@@ -427,7 +424,6 @@ impl Fetcher {
         let shared = self.shared.clone();
         let queue = self.keys.queue.clone();
         let tx = self.settle.clone();
-        let in_flight = self.in_flight.clone();
         self.executions.spawn(async move {
             let op = process(&shared, &queue, delivery).await;
             drop(permit);
@@ -436,10 +432,8 @@ impl Fetcher {
                     // The settler outlives every execution; a send only fails if it panicked.
                     let _ = tx.send(op);
                 }
-                None => {
-                    // Cancelled by shutdown: stays leased until released back to the queue.
-                    let _ = &in_flight;
-                }
+                // Cancelled by shutdown: stays leased until released back to the queue.
+                None => {}
             }
         });
     }
@@ -447,8 +441,8 @@ impl Fetcher {
 
 /// Decodes, runs and decides the fate of one delivery. `None` means "not settled" (cancelled at
 /// shutdown: the job is given back to its queue).
-async fn process(shared: &Shared, queue: &str, d: Delivery) -> Option<Settle> {
-    let entry_id = d.entry_id.clone();
+async fn process(shared: &Shared, queue: &str, mut d: Delivery) -> Option<Settle> {
+    let entry_id = std::mem::take(&mut d.entry_id);
     let decoded = if d.envelope.is_empty() {
         Err(quern_core::DecodeError::missing_field_e())
     } else {
@@ -459,7 +453,7 @@ async fn process(shared: &Shared, queue: &str, d: Delivery) -> Option<Settle> {
         Err(err) => {
             // Best effort: the id and name, when they can be read from the broken text.
             let text = String::from_utf8_lossy(&d.envelope);
-            let id = sniff(&text, "id").unwrap_or_else(|| format!("undecodable-{}", d.entry_id));
+            let id = sniff(&text, "id").unwrap_or_else(|| format!("undecodable-{entry_id}"));
             tracing::error!(job.id = %id, job.queue = queue, size = d.envelope.len(), error = %err,
                 decode.kind = ?err.kind, decode.line = err.line, decode.column = err.column, decode.offset = err.offset,
                 decode.window = %err.window, "job envelope cannot be decoded; dead-lettered");
@@ -509,7 +503,7 @@ async fn process(shared: &Shared, queue: &str, d: Delivery) -> Option<Settle> {
             .with_enqueued_at(env.enqueued_time(entry_ms(&entry_id)))
             .with_shutdown(shared.soft_stop.clone());
         let outcome = handler
-            .execute(ctx, payload.to_owned(), shared.extensions.clone(), shared.limits.clone())
+            .execute(ctx, payload, shared.extensions.clone(), shared.limits.clone())
             .await;
         let mut backtrace = None;
         let (kind, chain, retryable) = match outcome {
