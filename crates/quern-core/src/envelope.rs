@@ -35,10 +35,10 @@ impl JobId {
     pub fn new() -> Self {
         const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
         let bits = uuid::Uuid::now_v7().as_u128();
-        let text = (0..26)
-            .rev()
-            .map(|i| ALPHABET[((bits >> (i * 5)) & 31) as usize] as char)
-            .collect();
+        let mut text = String::with_capacity(26);
+        for i in (0..26).rev() {
+            text.push(char::from(ALPHABET[((bits >> (i * 5)) & 31) as usize]));
+        }
         JobId(text)
     }
 
@@ -156,7 +156,10 @@ impl<'a> Envelope<'a> {
 
     /// The JSON text of this envelope.
     pub fn encode(&self) -> String {
-        serde_json::to_string(self).expect("an envelope always serializes")
+        // Sized once: the payload plus room for the id, the name and the other fields.
+        let mut out = Vec::with_capacity(self.payload.get().len() + self.job.len() + 96);
+        serde_json::to_writer(&mut out, self).expect("an envelope always serializes");
+        String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 
     /// The envelope for the next attempt, recording `failure` (the last three are kept).

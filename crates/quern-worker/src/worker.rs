@@ -424,7 +424,7 @@ impl Fetcher {
         let shared = self.shared.clone();
         let queue = self.keys.queue.clone();
         let tx = self.settle.clone();
-        self.executions.spawn(async move {
+        let fut = async move {
             let op = process(&shared, &queue, delivery).await;
             drop(permit);
             match op {
@@ -435,7 +435,8 @@ impl Fetcher {
                 // Cancelled by shutdown: stays leased until released back to the queue.
                 None => {}
             }
-        });
+        };
+        self.executions.spawn(fut);
     }
 }
 
