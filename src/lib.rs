@@ -5,7 +5,9 @@ pub use quern_core::{
     Backoff, DecodeError, DecodeErrorKind, Envelope, ErrorChain, Extensions, Isolation, Job, JobContext,
     JobError, JobId, JobOptions, Outcome, Resource, ResourceContext, Shutdown, redact_url,
 };
-pub use quern_redis::{DeadReason, DeadRecord, Producer, QueueStats, RedisConfig, Storage, StorageError};
+pub use quern_redis::{
+    DeadReason, DeadRecord, Producer, QueueKeys, QueueStats, RedisConfig, Storage, StorageError, TrimReport,
+};
 pub use quern_worker::{Registry, Worker, WorkerConfig, WorkerError, WorkerReport, cli, shutdown_signal};
 
 /// The isolated diesel-async PostgreSQL pool (feature `diesel`, on by default).

@@ -25,4 +25,4 @@ pub use error::StorageError;
 pub use keys::QueueKeys;
 pub use producer::Producer;
 pub use record::{DeadReason, DeadRecord};
-pub use storage::{DeadRetention, Delivery, JobState, QueueStats, RedisConfig, Settle, Storage};
+pub use storage::{DeadRetention, Delivery, JobState, QueueStats, RedisConfig, Settle, Storage, TrimReport};

@@ -19,9 +19,10 @@ script!(DEAD_LETTER, "dead_letter.lua");
 script!(REQUEUE_EXPIRED, "requeue_expired.lua");
 script!(RELEASE, "release.lua");
 script!(REVIVE_DEAD, "revive_dead.lua");
+script!(TRIM_ACKED, "trim_acked.lua");
 
 /// Every script, for loading them all after Redis forgot them (a restart, `SCRIPT FLUSH`).
-pub fn all() -> [&'static Script; 7] {
+pub fn all() -> [&'static Script; 8] {
     [
         &SCHEDULE,
         &PROMOTE_DUE,
@@ -30,5 +31,6 @@ pub fn all() -> [&'static Script; 7] {
         &REQUEUE_EXPIRED,
         &RELEASE,
         &REVIVE_DEAD,
+        &TRIM_ACKED,
     ]
 }

@@ -188,6 +188,41 @@ pub struct QueueStats {
     pub failed: u64,
 }
 
+/// What one [`Storage::trim_acked`] did and saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrimReport {
+    /// Acknowledged entries removed.
+    pub trimmed: u64,
+    /// The oldest entry leased to a consumer and not yet acknowledged, if any: nothing at or
+    /// after it can be trimmed yet.
+    pub oldest_leased: Option<String>,
+    /// The last entry handed to Quern's consumer group, if any.
+    pub last_delivered: Option<String>,
+}
+
+impl TrimReport {
+    /// How far, in ms of entry time, the oldest leased entry lags behind the last delivered
+    /// one: the acknowledged entries between them cannot be trimmed until it settles.
+    pub fn held_back_ms(&self) -> u64 {
+        match (&self.oldest_leased, &self.last_delivered) {
+            (Some(oldest), Some(last)) => entry_ms(last).saturating_sub(entry_ms(oldest)),
+            _ => 0,
+        }
+    }
+}
+
+/// The time part of a stream entry id (`<ms>-<seq>`).
+fn entry_ms(id: &str) -> u64 {
+    id_key(id).0
+}
+
+/// A stream entry id as numbers, for ordering.
+fn id_key(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
 /// Quern's handle on Redis. Cheap to clone: clones share one multiplexed connection, which
 /// reconnects by itself after Redis restarts.
 #[derive(Clone)]
@@ -395,11 +430,17 @@ impl Storage {
     }
 
     /// Settles finished executions in one round trip.
+    ///
+    /// Completed jobs are acknowledged; their entries are deleted now only when `delete_acked` is
+    /// set, and otherwise left to [`trim_acked`](Self::trim_acked), which removes them in blocks
+    /// for less work in Redis. The worker deletes them at once while a long-leased entry holds
+    /// trimming back.
     pub async fn settle(
         &self,
         keys: &QueueKeys,
         ops: &[Settle],
         retention: DeadRetention,
+        delete_acked: bool,
     ) -> Result<(), StorageError> {
         let mut pipe = redis::pipe();
         let mut acked: Vec<&str> = Vec::new();
@@ -441,7 +482,9 @@ impl Storage {
         }
         if !acked.is_empty() {
             pipe.cmd("XACK").arg(&keys.stream).arg(GROUP).arg(&acked).ignore();
-            pipe.cmd("XDEL").arg(&keys.stream).arg(&acked).ignore();
+            if delete_acked {
+                pipe.cmd("XDEL").arg(&keys.stream).arg(&acked).ignore();
+            }
             pipe.cmd("HINCRBY")
                 .arg(&keys.stats)
                 .arg("completed")
@@ -449,6 +492,44 @@ impl Storage {
                 .ignore();
         }
         self.exec_scripts(&pipe, "settling jobs").await
+    }
+
+    /// Deletes the acknowledged entries at the head of the queue's stream: everything below the
+    /// oldest entry some consumer group still holds or has not read. Nothing leased or waiting is
+    /// ever removed.
+    pub async fn trim_acked(&self, keys: &QueueKeys) -> Result<TrimReport, StorageError> {
+        let (trimmed, oldest, last, _, _) = self.trim_script(keys, false, false).await?;
+        Ok(TrimReport {
+            trimmed,
+            oldest_leased: (!oldest.is_empty()).then_some(oldest),
+            last_delivered: (!last.is_empty()).then_some(last),
+        })
+    }
+
+    /// Entries waiting for Quern's group, counted the way Redis 6.2 (no `lag` field) must; `None`
+    /// when over 10,000 acknowledged entries are held back. For tests of that path.
+    #[doc(hidden)]
+    pub async fn waiting_without_lag(&self, keys: &QueueKeys) -> Result<Option<u64>, StorageError> {
+        let (_, _, _, waiting, _) = self.trim_script(keys, true, true).await?;
+        Ok(u64::try_from(waiting).ok())
+    }
+
+    /// Runs `trim_acked.lua`: (trimmed, oldest pending id, last-delivered id, waiting, running).
+    async fn trim_script(
+        &self,
+        keys: &QueueKeys,
+        count_waiting: bool,
+        without_lag: bool,
+    ) -> Result<(u64, String, String, i64, u64), StorageError> {
+        let flag = |b: bool| if b { "1" } else { "0" };
+        let reply: Result<(u64, String, String, i64, u64), _> = scripts::TRIM_ACKED
+            .key(&keys.stream)
+            .arg(GROUP)
+            .arg(flag(count_waiting))
+            .arg(flag(without_lag))
+            .invoke_async(&mut self.conn())
+            .await;
+        reply.map_err(StorageError::redis("trimming acknowledged jobs"))
     }
 
     /// Renews the leases of `entry_ids` held by `consumer`; returns the ids still leased to it
@@ -599,23 +680,14 @@ impl Storage {
             .query_async(&mut conn)
             .await
             .map_err(StorageError::redis("reading stats"))?;
-        let running: u64 = match redis::cmd("XPENDING")
-            .arg(&keys.stream)
-            .arg(GROUP)
-            .query_async::<Value>(&mut conn)
-            .await
-        {
-            Ok(Value::Array(v)) => match v.first() {
-                Some(Value::Int(n)) => *n as u64,
-                _ => 0,
-            },
-            Ok(_) => 0,
-            Err(e) if e.code() == Some("NOGROUP") => 0,
-            Err(e) => return Err(StorageError::redis("reading stats")(e)),
-        };
+        // Trims what it can first, then counts: acknowledged entries are not jobs.
+        let (_, _, _, waiting, running) = self.trim_script(keys, true, false).await?;
+        // Uncountable cheaply (Redis without `lag`, and over 10,000 entries held back by a long
+        // lease): every entry that is not leased, an upper bound.
+        let pending = u64::try_from(waiting).unwrap_or_else(|_| len.saturating_sub(running));
         Ok(QueueStats {
             queue: keys.queue.clone(),
-            pending: len.saturating_sub(running),
+            pending,
             running,
             scheduled,
             retrying,
@@ -751,6 +823,9 @@ impl Storage {
                 cursor = next;
             }
         }
+        // Entries at or before the last delivered one that are not leased are completed jobs
+        // not yet trimmed: not found here.
+        let last_delivered = self.trim_acked(keys).await?.last_delivered;
         let mut start = "-".to_owned();
         loop {
             let page: Value = redis::cmd("XRANGE")
@@ -779,8 +854,13 @@ impl Storage {
                         .await
                         .unwrap_or(Value::Nil);
                     let running = matches!(&pending, Value::Array(v) if !v.is_empty());
+                    let delivered = last_delivered
+                        .as_deref()
+                        .is_some_and(|last| id_key(&e.entry_id) <= id_key(last));
                     let state = if running {
                         JobState::Running
+                    } else if delivered {
+                        continue;
                     } else {
                         JobState::Pending
                     };

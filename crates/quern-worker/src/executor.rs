@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use quern_core::{
-    DecodeError, Extensions, Isolation, Job, JobContext, JobError, Outcome, Resource,
-    ResourceContext, Shutdown,
+    DecodeError, Extensions, Isolation, Job, JobContext, JobError, Outcome, Resource, ResourceContext,
+    Shutdown,
 };
 
 /// How one execution ended, as the worker sees it.

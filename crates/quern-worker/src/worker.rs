@@ -397,7 +397,8 @@ impl Fetcher {
             match read {
                 Ok(deliveries) => {
                     reconnect.succeeded();
-                    self.in_flight.insert_all(deliveries.iter().map(|d| d.entry_id.as_str()));
+                    self.in_flight
+                        .insert_all(deliveries.iter().map(|d| d.entry_id.as_str()));
                     for d in deliveries {
                         let permit = permits.pop().expect("never more deliveries than permits");
                         self.spawn(d, permit);
@@ -424,19 +425,15 @@ impl Fetcher {
         let shared = self.shared.clone();
         let queue = self.keys.queue.clone();
         let tx = self.settle.clone();
-        let fut = async move {
+        self.executions.spawn(async move {
             let op = process(&shared, &queue, delivery).await;
             drop(permit);
-            match op {
-                Some(op) => {
-                    // The settler outlives every execution; a send only fails if it panicked.
-                    let _ = tx.send(op);
-                }
-                // Cancelled by shutdown: stays leased until released back to the queue.
-                None => {}
+            // `None`: cancelled by shutdown; the job stays leased until released to its queue.
+            if let Some(op) = op {
+                // The settler outlives every execution; a send only fails if it panicked.
+                let _ = tx.send(op);
             }
-        };
-        self.executions.spawn(fut);
+        });
     }
 }
 

@@ -43,7 +43,7 @@ impl Job for Bench {
 
 const QUEUE: &str = "bench";
 
-/// Quern with its defaults: one worker, batches of up to 256, XACK+XDEL per settled batch.
+/// Quern with its defaults: one worker, batches of up to 256, XACK per settled batch.
 pub struct Quern {
     env: Env,
     storage: Storage,
@@ -169,7 +169,7 @@ impl System for Quern {
     fn note(workload: Workload) -> String {
         match workload {
             Workload::EnqueueBulk => "Producer::enqueue_many (pipelines of 1,000 XADD)".into(),
-            Workload::Process => "one Worker, batches of up to 256, settle XACK+XDEL per batch".into(),
+            Workload::Process => "one Worker, batches of up to 256, XACK per settled batch, completed entries trimmed in blocks".into(),
             Workload::Sustained => {
                 format!("1 producer (enqueue_many of 100), 1 worker, window {SUSTAINED_WINDOW}")
             }
