@@ -5,14 +5,13 @@ use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
 
 use deadpool::Runtime;
 use deadpool::managed::{Object, Pool, PoolError, TimeoutType};
 use diesel_async::AsyncPgConnection;
-use quern_core::{JobContext, JobError, JobId, Outcome, Resource, ResourceContext, redact_url};
+use quern_core::{JobContext, JobError, Outcome, Resource, ResourceContext, redact_url};
 
-use crate::config::{PgConfig, clean_application_name, default_application_name};
+use crate::config::{AppName, PgConfig, Settings};
 use crate::error::PgError;
 use crate::manager::{ManagerError, PgManager};
 
@@ -20,9 +19,11 @@ use crate::manager::{ManagerError, PgManager};
 ///
 /// Declare it as a job's resource (`type Resources = IsolatedPg;`): the worker acquires it on the
 /// execution's runtime before `run` and releases it after, on every path. Acquiring builds
-/// nothing but settings; the pool is created and connects on the first [`get`](Self::get), so a
-/// job that never touches the database pays nothing. Releasing closes the pool: the connections
-/// are gone when the execution is.
+/// nothing: it shares the settings the worker's [`PgConfig`] was resolved to (once, by the first
+/// execution) and writes the execution's `application_name` into an inline buffer, without
+/// allocating or reading the environment. The pool is created and connects on the first
+/// [`get`](Self::get), so a job that never touches the database pays next to nothing. Releasing
+/// closes the pool: the connections are gone when the execution is.
 ///
 /// Each checkout first resets the connection (rolls back any transaction left open by raw SQL)
 /// and proves it alive, and every connection carries the execution's `application_name`
@@ -33,25 +34,21 @@ use crate::manager::{ManagerError, PgManager};
 /// would share connections whose driver died with an earlier execution's runtime (`connection
 /// closed`, or a silent reconnect on every checkout) or sits on a runtime nobody drives (a hang).
 pub struct IsolatedPg {
-    /// Built on first use (most executions of a job that rarely touches the database never
-    /// need it): `application_name` from the config, else `quern:<job>:<id>`.
-    application_name: OnceLock<String>,
-    configured_name: Option<String>,
-    job_name: String,
-    job_id: JobId,
-    pool_size: usize,
-    wait_timeout: Duration,
-    connect_timeout: Duration,
+    /// Shared with every execution acquired with the same config.
+    settings: Arc<Settings>,
+    /// `application_name` from the config, else `quern:<job>:<id>`; inline, so that neither the
+    /// job's name nor its id is kept.
+    application_name: AppName,
     /// Counts connections this execution opened: 0 proves laziness, more than one per checkout
-    /// shows reconnects.
-    opened: Arc<AtomicU64>,
+    /// shows reconnects. Created with the pool; kept after it is closed.
+    opened: OnceLock<Arc<AtomicU64>>,
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
-    /// The URL to connect to; `None` until one is configured or chosen.
-    url: Option<String>,
+    /// The URL `use_database` chose; `None` for the settings' own, which is shared, not copied
+    /// (nor even its count touched) until `get` builds the pool.
+    url: Option<Arc<str>>,
     /// Built by the first `get()`; taken and closed by `release`.
     pool: Option<Opened>,
 }
@@ -59,7 +56,7 @@ struct State {
 struct Opened {
     pool: Pool<PgManager>,
     /// The URL the pool connects to, to compare with a later `use_database`.
-    url: String,
+    url: Arc<str>,
     /// `host:port/database`, for messages.
     target: String,
 }
@@ -94,22 +91,26 @@ impl IsolatedPg {
     /// The resource for the execution `job` with `config`; connects to nothing. The worker calls
     /// this through [`Resource::acquire`]; tests and custom executors may call it directly.
     ///
-    /// A `config` without a URL reads `DATABASE_URL` now.
+    /// A `config` without a URL uses `DATABASE_URL`, read once per process by the first
+    /// execution that needs it. The first call with a given `config` resolves it and keeps the
+    /// result in it; later calls with the same, unchanged `config` share that and allocate nothing.
     pub fn new(config: &PgConfig, job: &JobContext) -> Self {
-        let url = config
-            .database_url
-            .clone()
-            .or_else(|| std::env::var("DATABASE_URL").ok());
+        Self::with_settings(config.settings(), job)
+    }
+
+    fn with_settings(settings: Arc<Settings>, job: &JobContext) -> Self {
+        let application_name = match &settings.application_name {
+            Some(name) => *name,
+            None => AppName::per_execution(&job.name, job.id.as_str()),
+        };
         Self {
-            application_name: OnceLock::new(),
-            configured_name: config.application_name.clone(),
-            job_name: job.name.clone(),
-            job_id: job.id.clone(),
-            pool_size: config.pool_size.max(1),
-            wait_timeout: config.wait_timeout,
-            connect_timeout: config.connect_timeout,
-            opened: Arc::new(AtomicU64::new(0)),
-            state: Mutex::new(State { url, pool: None }),
+            settings,
+            application_name,
+            opened: OnceLock::new(),
+            state: Mutex::new(State {
+                url: None,
+                pool: None,
+            }),
         }
     }
 
@@ -135,7 +136,7 @@ impl IsolatedPg {
         parse(&url)?;
         let mut state = self.lock();
         if let Some(opened) = &state.pool {
-            if opened.url != url {
+            if *opened.url != *url {
                 return Err(PgError::AlreadyConnected {
                     current: redact_url(&opened.url),
                     requested: redact_url(&url),
@@ -143,7 +144,7 @@ impl IsolatedPg {
             }
             return Ok(());
         }
-        state.url = Some(url);
+        state.url = Some(Arc::from(url));
         Ok(())
     }
 
@@ -152,21 +153,20 @@ impl IsolatedPg {
         let state = self.lock();
         match &state.pool {
             Some(opened) => Some(redact_url(&opened.url)),
-            None => state.url.as_deref().map(redact_url),
+            None => (state.url.as_deref())
+                .or(self.settings.url.as_deref())
+                .map(redact_url),
         }
     }
 
     /// The `application_name` every connection of this execution carries.
     pub fn application_name(&self) -> &str {
-        self.application_name.get_or_init(|| match &self.configured_name {
-            Some(name) => clean_application_name(name),
-            None => default_application_name(&self.job_name, self.job_id.as_str()),
-        })
+        self.application_name.as_str()
     }
 
     /// How many connections this execution has opened so far (0 until the first `get`).
     pub fn connections_opened(&self) -> u64 {
-        self.opened.load(Ordering::Relaxed)
+        self.opened.get().map_or(0, |n| n.load(Ordering::Relaxed))
     }
 
     /// Closes the pool: idle connections are dropped now, checked-out ones when their guard is.
@@ -183,27 +183,35 @@ impl IsolatedPg {
     }
 
     /// The pool, built on first use, with its target and URL for messages.
-    fn pool(&self) -> Result<(Pool<PgManager>, String, String), PgError> {
+    fn pool(&self) -> Result<(Pool<PgManager>, String, Arc<str>), PgError> {
         let mut state = self.lock();
         if let Some(opened) = &state.pool {
-            return Ok((opened.pool.clone(), opened.target.clone(), opened.url.clone()));
+            return Ok((
+                opened.pool.clone(),
+                opened.target.clone(),
+                Arc::clone(&opened.url),
+            ));
         }
-        let url = state.url.clone().ok_or(PgError::MissingUrl)?;
+        let url = (state.url.as_ref())
+            .or(self.settings.url.as_ref())
+            .map(Arc::clone)
+            .ok_or(PgError::MissingUrl)?;
         let mut config = parse(&url)?;
         config.application_name(self.application_name());
-        config.connect_timeout(self.connect_timeout);
+        config.connect_timeout(self.settings.connect_timeout);
         let target = target(&config);
-        let pool = Pool::builder(PgManager::new(config, Arc::clone(&self.opened)))
-            .max_size(self.pool_size)
-            .wait_timeout(Some(self.wait_timeout))
-            .create_timeout(Some(self.connect_timeout))
-            .recycle_timeout(Some(self.connect_timeout))
+        let opened = Arc::clone(self.opened.get_or_init(|| Arc::new(AtomicU64::new(0))));
+        let pool = Pool::builder(PgManager::new(config, opened))
+            .max_size(self.settings.pool_size())
+            .wait_timeout(Some(self.settings.wait_timeout))
+            .create_timeout(Some(self.settings.connect_timeout))
+            .recycle_timeout(Some(self.settings.connect_timeout))
             .runtime(Runtime::Tokio1)
             .build()
             .expect("a runtime is set, so building the pool cannot fail");
         state.pool = Some(Opened {
             pool: pool.clone(),
-            url: url.clone(),
+            url: Arc::clone(&url),
             target: target.clone(),
         });
         Ok((pool, target, url))
@@ -219,13 +227,13 @@ impl IsolatedPg {
         match e {
             PoolError::Timeout(TimeoutType::Wait) => PgError::PoolExhausted {
                 target,
-                pool_size: self.pool_size,
-                waited: self.wait_timeout,
+                pool_size: self.settings.pool_size(),
+                waited: self.settings.wait_timeout,
             },
             PoolError::Timeout(TimeoutType::Create | TimeoutType::Recycle) => {
                 connect(Box::new(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("no connection within {:?}", self.connect_timeout),
+                    format!("no connection within {:?}", self.settings.connect_timeout),
                 )))
             }
             PoolError::Backend(ManagerError::Connect(e)) => connect(Box::new(e)),
@@ -238,14 +246,23 @@ impl IsolatedPg {
 }
 
 impl Resource for IsolatedPg {
+    /// Allocates nothing and reads no environment variable, once the worker's config has been
+    /// resolved by the first execution (see [`IsolatedPg::new`]).
     async fn acquire(cx: ResourceContext<'_>) -> Result<Self, JobError> {
-        let config = cx.extensions.get::<PgConfig>().cloned().unwrap_or_default();
-        Ok(Self::new(&config, cx.job))
+        let settings = match cx.extensions.get::<PgConfig>() {
+            Some(config) => config.settings(),
+            None => PgConfig::default_settings(),
+        };
+        Ok(Self::with_settings(settings, cx.job))
     }
 
-    async fn release(self, outcome: Outcome) {
+    /// Closes the pool if `get` built one. Releasing an unused one allocates nothing: the debug
+    /// event's fields are only evaluated when a subscriber wants it.
+    async fn release(mut self, outcome: Outcome) {
         let opened = self.connections_opened();
-        let pool = self.lock().pool.take();
+        // Owned: no locking needed (nor its atomic operations).
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let pool = state.pool.take();
         match pool {
             Some(opened_pool) => {
                 let status = opened_pool.pool.status();
@@ -272,7 +289,7 @@ impl fmt::Debug for IsolatedPg {
         f.debug_struct("IsolatedPg")
             .field("database_url", &self.database_url_redacted())
             .field("application_name", &self.application_name())
-            .field("pool_size", &self.pool_size)
+            .field("pool_size", &self.settings.pool_size())
             .field("connections_opened", &self.connections_opened())
             .finish()
     }

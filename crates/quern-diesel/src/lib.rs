@@ -7,7 +7,8 @@
 //! driver (`connection closed`, or a reconnect on every checkout) or wait on a runtime nobody
 //! drives (a hang).
 //!
-//! The pool is lazy: acquiring it builds settings only, the first [`IsolatedPg::get`] connects.
+//! The pool is lazy: acquiring it allocates nothing (the settings are resolved once and shared),
+//! the first [`IsolatedPg::get`] connects.
 //! Every checkout rolls back a transaction left open by raw SQL and pings the connection first;
 //! every connection is named `quern:<job-name>:<job-id>` in `pg_stat_activity`.
 //!
@@ -39,7 +40,8 @@
 //! ```
 //!
 //! The worker reads a [`PgConfig`] from its `Extensions` (URL, pool size, timeouts); without one
-//! it connects to `DATABASE_URL` with the defaults.
+//! it connects to `DATABASE_URL` with the defaults. `DATABASE_URL` is read once per process, when
+//! the first execution acquires its `IsolatedPg`.
 //!
 //! # Layout
 //! - [`config`] — [`PgConfig`], the settings every execution's pool is built with.
