@@ -7,7 +7,6 @@
 //! to see (connections closed under the caller, or queries that hang).
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -107,7 +106,9 @@ tuple_resource!(A, B, C, D);
 /// A type map for worker-wide configuration that resources read at acquire time.
 #[derive(Clone, Default)]
 pub struct Extensions {
-    map: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    /// A worker holds a handful of values and every execution looks one up: a short vector
+    /// scanned by type id beats hashing it.
+    values: Vec<(TypeId, Arc<dyn Any + Send + Sync>)>,
 }
 
 impl Extensions {
@@ -118,21 +119,28 @@ impl Extensions {
 
     /// Stores `value`, replacing any value of the same type.
     pub fn insert<T: Send + Sync + 'static>(&mut self, value: T) {
-        self.map.insert(TypeId::of::<T>(), Arc::new(value));
+        let id = TypeId::of::<T>();
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(value);
+        match self.values.iter_mut().find(|(t, _)| *t == id) {
+            Some(slot) => slot.1 = value,
+            None => self.values.push((id, value)),
+        }
     }
 
     /// The value of type `T`, if one was inserted.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.map
-            .get(&TypeId::of::<T>())
-            .and_then(|v| v.downcast_ref::<T>())
+        let id = TypeId::of::<T>();
+        self.values
+            .iter()
+            .find(|(t, _)| *t == id)
+            .and_then(|(_, v)| v.downcast_ref::<T>())
     }
 }
 
 impl fmt::Debug for Extensions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Extensions")
-            .field("len", &self.map.len())
+            .field("len", &self.values.len())
             .finish()
     }
 }
@@ -183,5 +191,12 @@ mod tests {
         assert_eq!(ext.get::<u32>(), Some(&5));
         assert_eq!(ext.get::<String>().map(String::as_str), Some("x"));
         assert_eq!(ext.get::<u64>(), None);
+        ext.insert(7u32);
+        assert_eq!(
+            ext.get::<u32>(),
+            Some(&7),
+            "a second value of a type replaces the first"
+        );
+        assert_eq!(format!("{ext:?}"), "Extensions { len: 2 }");
     }
 }
