@@ -79,6 +79,28 @@ impl JobContext {
         }
     }
 
+    /// Builds a context from every part at once: what the worker uses, so that no signal or
+    /// clock reading is made only to be replaced.
+    pub fn from_parts(
+        id: JobId,
+        name: String,
+        queue: String,
+        attempt: u32,
+        max_attempts: u32,
+        enqueued_at: SystemTime,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            id,
+            name,
+            queue,
+            attempt,
+            max_attempts,
+            enqueued_at,
+            shutdown,
+        }
+    }
+
     /// Sets the attempt budget.
     #[must_use]
     pub fn with_max_attempts(mut self, max_attempts: u32) -> Self {

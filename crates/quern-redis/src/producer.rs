@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use quern_core::envelope::{check_size, decode_payload, encode_payload};
+use quern_core::envelope::{check_size, decode_payload, encode_new};
 use quern_core::{Envelope, Job, JobId};
 use serde_json::value::RawValue;
 
@@ -53,8 +53,9 @@ impl Producer {
         &self.storage
     }
 
-    fn payload<J: Job>(&self, job: &J) -> Result<Box<RawValue>, StorageError> {
-        encode_payload(job, self.storage.config().max_payload_bytes).map_err(StorageError::Payload)
+    /// A new id and the first-attempt envelope of `job`, in one pass.
+    fn encode<J: Job>(&self, job: &J) -> Result<(JobId, String), StorageError> {
+        encode_new(J::NAME, job, self.storage.config().max_payload_bytes).map_err(StorageError::Payload)
     }
 
     fn queue<J: Job>() -> Result<String, StorageError> {
@@ -66,12 +67,9 @@ impl Producer {
     /// Enqueues one job to run now; returns its id.
     pub async fn enqueue<J: Job>(&self, job: &J) -> Result<JobId, StorageError> {
         let queue = Self::queue::<J>()?;
-        let payload = self.payload(job)?;
-        let env = Envelope::new(J::NAME, &payload);
-        self.storage
-            .push(&self.storage.keys(&queue), &[env.encode()])
-            .await?;
-        Ok(env.id)
+        let (id, envelope) = self.encode(job)?;
+        self.storage.push(&self.storage.keys(&queue), &[envelope]).await?;
+        Ok(id)
     }
 
     /// Enqueues many jobs, one round trip per 1,000; returns their ids in order.
@@ -84,10 +82,9 @@ impl Producer {
         let mut ids = Vec::new();
         let mut chunk = Vec::with_capacity(BULK_CHUNK);
         for job in jobs {
-            let payload = self.payload(job)?;
-            let env = Envelope::new(J::NAME, &payload);
-            chunk.push(env.encode());
-            ids.push(env.id);
+            let (id, envelope) = self.encode(job)?;
+            chunk.push(envelope);
+            ids.push(id);
             if chunk.len() == BULK_CHUNK {
                 self.storage.push(&keys, &chunk).await?;
                 chunk.clear();
@@ -107,10 +104,9 @@ impl Producer {
     /// Enqueues a job to run at `at` (millisecond precision); a time in the past runs now.
     pub async fn enqueue_at<J: Job>(&self, job: &J, at: SystemTime) -> Result<JobId, StorageError> {
         let queue = Self::queue::<J>()?;
-        let payload = self.payload(job)?;
-        let env = Envelope::new(J::NAME, &payload);
-        self.put(&queue, &env, at).await?;
-        Ok(env.id)
+        let (id, envelope) = self.encode(job)?;
+        self.put(&queue, envelope, at).await?;
+        Ok(id)
     }
 
     /// Enqueues a job given by name and JSON text, as the CLI does. Invalid JSON is refused with
@@ -127,20 +123,20 @@ impl Producer {
             .map_err(StorageError::Payload)?;
         let payload: Box<RawValue> = decode_payload(json).map_err(StorageError::Payload)?;
         let env = Envelope::new(job_name, &payload);
-        self.put(queue, &env, at.unwrap_or(UNIX_EPOCH)).await?;
+        self.put(queue, env.encode(), at.unwrap_or(UNIX_EPOCH)).await?;
         Ok(env.id)
     }
 
-    async fn put(&self, queue: &str, env: &Envelope<'_>, at: SystemTime) -> Result<(), StorageError> {
+    async fn put(&self, queue: &str, envelope: String, at: SystemTime) -> Result<(), StorageError> {
         let keys = self.storage.keys(queue);
         let due = at
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         if due <= quern_core::envelope::now_ms() {
-            self.storage.push(&keys, &[env.encode()]).await
+            self.storage.push(&keys, &[envelope]).await
         } else {
-            self.storage.schedule(&keys, &[(due, env.encode())]).await
+            self.storage.schedule(&keys, &[(due, envelope)]).await
         }
     }
 }

@@ -496,10 +496,15 @@ async fn process(shared: &Shared, queue: &str, mut d: Delivery) -> Option<Settle
             let err = quern_core::envelope::check_size(payload.as_bytes(), shared.max_payload).expect_err("over the limit");
             return Some(undecodable(shared, queue, entry_id, &env, attempt, &d.envelope, err));
         }
-        let ctx = JobContext::new(env.id.clone(), env.job.clone(), queue, attempt)
-            .with_max_attempts(max_attempts)
-            .with_enqueued_at(env.enqueued_time(entry_ms(&entry_id)))
-            .with_shutdown(shared.soft_stop.clone());
+        let ctx = JobContext::from_parts(
+            env.id.clone(),
+            env.job.clone(),
+            queue.to_owned(),
+            attempt,
+            max_attempts,
+            env.enqueued_time(entry_ms(&entry_id)),
+            shared.soft_stop.clone(),
+        );
         let outcome = handler
             .execute(ctx, payload, shared.extensions.clone(), shared.limits.clone())
             .await;
@@ -595,11 +600,7 @@ fn undecodable(
 
 /// The time part of a stream entry id (`<ms>-<seq>`): when the entry was added.
 fn entry_ms(entry_id: &str) -> u64 {
-    entry_id
-        .split('-')
-        .next()
-        .and_then(|ms| ms.parse().ok())
-        .unwrap_or(0)
+    crate::in_flight::parse(entry_id).map_or(0, |(ms, _)| ms)
 }
 
 /// The string value of `"key":"…"` in text that is not valid JSON as a whole.
