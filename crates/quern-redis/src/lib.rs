@@ -17,6 +17,7 @@
 pub mod error;
 pub mod keys;
 pub mod producer;
+pub mod reader;
 pub mod record;
 pub mod scripts;
 pub mod storage;
@@ -24,5 +25,6 @@ pub mod storage;
 pub use error::StorageError;
 pub use keys::QueueKeys;
 pub use producer::Producer;
+pub use reader::Reader;
 pub use record::{DeadReason, DeadRecord};
 pub use storage::{DeadRetention, Delivery, JobState, QueueStats, RedisConfig, Settle, Storage, TrimReport};

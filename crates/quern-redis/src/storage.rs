@@ -10,6 +10,7 @@ use redis::{Client, Value};
 
 use crate::error::StorageError;
 use crate::keys::{GROUP, QueueKeys, queues_key};
+use crate::reader::{Addr, Reader, Target};
 use crate::scripts;
 
 /// How Quern talks to Redis.
@@ -406,27 +407,42 @@ impl Storage {
     /// Each returned job is leased to `consumer` until acked or its lease expires.
     pub async fn read(
         &self,
-        conn: &mut ConnectionManager,
+        reader: &mut Reader,
         keys: &QueueKeys,
         consumer: &str,
         count: usize,
         block: Duration,
     ) -> Result<Vec<Delivery>, StorageError> {
-        let reply: Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(block.as_millis().max(1) as u64)
-            .arg("STREAMS")
-            .arg(&keys.stream)
-            .arg(">")
-            .query_async(conn)
+        let block_ms = block.as_millis().max(1) as u64;
+        reader
+            .read_group(GROUP, consumer, count, block_ms, &keys.stream)
             .await
-            .map_err(StorageError::redis("reading jobs"))?;
-        parse_read(reply)
+    }
+
+    /// A connection of its own for claiming jobs ([`read`](Self::read)): over TCP or a Unix
+    /// socket it parses replies straight into deliveries; over TLS it goes through redis-rs.
+    /// Connects now, so an unreachable server is reported here.
+    pub async fn reader(&self, block: Duration) -> Result<Reader, StorageError> {
+        let info = self.client.get_connection_info();
+        let mut reader = match Addr::direct(info.addr()) {
+            Some(addr) => {
+                let redis = info.redis_settings();
+                Reader::direct(Target {
+                    addr,
+                    username: redis.username().map(str::to_owned),
+                    password: redis.password().map(str::to_owned),
+                    db: redis.db(),
+                    connect_timeout: self.config.connection_timeout,
+                    response_timeout: self.config.response_timeout,
+                })
+            }
+            None => Reader::managed(self.dedicated(block).await?),
+        };
+        reader.connect().await.map_err(|source| StorageError::Connect {
+            url: self.config.redacted_url(),
+            source,
+        })?;
+        Ok(reader)
     }
 
     /// Settles finished executions in one round trip.
@@ -903,7 +919,7 @@ fn script_cmd(
     pipe.add_command(cmd).ignore();
 }
 
-fn parse_read(reply: Value) -> Result<Vec<Delivery>, StorageError> {
+pub(crate) fn parse_read(reply: Value) -> Result<Vec<Delivery>, StorageError> {
     let bad = |detail: &str| StorageError::Protocol {
         context: "reading jobs",
         detail: detail.to_owned(),
@@ -933,41 +949,74 @@ fn parse_read(reply: Value) -> Result<Vec<Delivery>, StorageError> {
                 Some(Value::SimpleString(s)) => s,
                 _ => return Err(bad("entry id")),
             };
-            let mut envelope = Vec::new();
-            let mut lease_expiries = 0;
-            let mut others = serde_json::Map::new();
+            let mut entry = EntryBuilder::default();
             if let Some(Value::Array(fields)) = fields {
                 let mut it = fields.into_iter();
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     let Value::BulkString(k) = k else { continue };
-                    match (k.as_slice(), v) {
-                        (b"e", Value::BulkString(v)) => envelope = v,
-                        (b"r", Value::BulkString(v)) => {
-                            lease_expiries = std::str::from_utf8(&v)
-                                .ok()
-                                .and_then(|s| s.parse().ok())
-                                .unwrap_or(0)
-                        }
-                        (k, v) => {
-                            let v = match v {
-                                Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
-                                other => format!("{other:?}"),
-                            };
-                            others.insert(String::from_utf8_lossy(k).into_owned(), v.into());
-                        }
-                    }
+                    entry.field_value(&k, v);
                 }
             }
-            let foreign_fields = envelope
-                .is_empty()
-                .then(|| serde_json::Value::Object(others).to_string());
-            out.push(Delivery {
-                entry_id: id,
-                envelope,
-                lease_expiries,
-                foreign_fields,
-            });
+            out.push(entry.finish(id));
         }
     }
     Ok(out)
+}
+
+/// Builds a [`Delivery`] from an entry's fields, whichever parser read them.
+#[derive(Default)]
+pub(crate) struct EntryBuilder {
+    envelope: Vec<u8>,
+    lease_expiries: u32,
+    others: serde_json::Map<String, serde_json::Value>,
+}
+
+impl EntryBuilder {
+    /// A field as bytes (`None`: a null value).
+    pub(crate) fn field(&mut self, key: &[u8], value: Option<&[u8]>) {
+        match (key, value) {
+            (b"e", Some(v)) => self.envelope = v.to_vec(),
+            (b"r", Some(v)) => self.lease_expiries = lease_expiries(v),
+            (k, v) => self.other(
+                k,
+                v.map_or_else(|| "Nil".to_owned(), |b| String::from_utf8_lossy(b).into_owned()),
+            ),
+        }
+    }
+
+    /// A field as redis-rs parsed it.
+    pub(crate) fn field_value(&mut self, key: &[u8], value: Value) {
+        match (key, value) {
+            (b"e", Value::BulkString(v)) => self.envelope = v,
+            (b"r", Value::BulkString(v)) => self.lease_expiries = lease_expiries(&v),
+            (k, Value::BulkString(b)) => self.other(k, String::from_utf8_lossy(&b).into_owned()),
+            (k, other) => self.other(k, format!("{other:?}")),
+        }
+    }
+
+    fn other(&mut self, key: &[u8], value: String) {
+        self.others
+            .insert(String::from_utf8_lossy(key).into_owned(), value.into());
+    }
+
+    /// When the entry has no `e` field, all its fields are kept as JSON for the dead record.
+    pub(crate) fn finish(self, entry_id: String) -> Delivery {
+        let foreign_fields = self
+            .envelope
+            .is_empty()
+            .then(|| serde_json::Value::Object(self.others).to_string());
+        Delivery {
+            entry_id,
+            envelope: self.envelope,
+            lease_expiries: self.lease_expiries,
+            foreign_fields,
+        }
+    }
+}
+
+fn lease_expiries(v: &[u8]) -> u32 {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }

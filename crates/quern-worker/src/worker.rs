@@ -370,7 +370,7 @@ impl Fetcher {
         let mut reconnect = Reconnect::new(&self.storage, "reading jobs");
         let mut conn = loop {
             tokio::select! {
-                c = self.storage.dedicated(self.config.block) => match c {
+                c = self.storage.reader(self.config.block) => match c {
                     Ok(c) => break c,
                     Err(e) => reconnect.failed(&e).await,
                 },
