@@ -184,12 +184,13 @@ impl Raw {
         done
     }
 
-    /// Sends a command whose reply is `+OK` (or an error).
+    /// Sends a command whose reply is `+OK` (or an error). Written from a buffer of its own:
+    /// `out` may hold the command this connection is being made for.
     async fn simple(&mut self, args: &[String]) -> Result<(), RedisError> {
-        self.out.clear();
-        encode(&mut self.out, args.iter().map(String::as_bytes));
+        let mut command = Vec::new();
+        encode(&mut command, args.iter().map(String::as_bytes));
         let io = self.io.as_mut().expect("connected");
-        io.write_all(&self.out).await?;
+        io.write_all(&command).await?;
         loop {
             match parse_line_reply(&self.buf) {
                 Parsed::Done((result, used)) => {
@@ -202,6 +203,34 @@ impl Raw {
         }
     }
 
+    /// Writes `self.out` and reads one reply with `parse`, within `limit`. The stream is taken
+    /// out for the exchange: if it fails or the future is dropped halfway (shutdown), it is not
+    /// put back and the next exchange starts on a fresh connection.
+    async fn exchange<T>(
+        &mut self,
+        limit: Duration,
+        parse: impl Fn(&[u8]) -> Parsed<(T, usize)>,
+    ) -> Result<T, RedisError> {
+        self.ensure_connected().await?;
+        let mut io = self.io.take().expect("connected");
+        let exchange = async {
+            io.write_all(&self.out).await?;
+            loop {
+                match parse(&self.buf) {
+                    Parsed::Done((reply, used)) => {
+                        self.buf.drain(..used);
+                        return Ok(reply);
+                    }
+                    Parsed::Incomplete => read_more(&mut io, &mut self.buf).await?,
+                    Parsed::Bad(detail) => return Err(protocol_error(detail)),
+                }
+            }
+        };
+        let reply = within(limit, exchange).await?;
+        self.io = Some(io);
+        Ok(reply)
+    }
+
     async fn read_group(
         &mut self,
         group: &str,
@@ -210,9 +239,6 @@ impl Raw {
         block_ms: u64,
         stream: &str,
     ) -> Result<Vec<Delivery>, StorageError> {
-        self.ensure_connected()
-            .await
-            .map_err(StorageError::redis(READING))?;
         self.out.clear();
         let (count, block) = (count.to_string(), block_ms.to_string());
         encode(
@@ -233,27 +259,11 @@ impl Raw {
             .iter()
             .map(|s| s.as_bytes()),
         );
-        // Taken out for the exchange: if it fails or this future is dropped halfway (shutdown),
-        // the stream is not put back and the next read starts on a fresh connection.
-        let mut io = self.io.take().expect("connected");
         let limit = Duration::from_millis(block_ms) + self.target.response_timeout;
-        let exchange = async {
-            io.write_all(&self.out).await?;
-            loop {
-                match parse_read_reply(&self.buf) {
-                    Parsed::Done((reply, used)) => {
-                        self.buf.drain(..used);
-                        return Ok(reply);
-                    }
-                    Parsed::Incomplete => read_more(&mut io, &mut self.buf).await?,
-                    Parsed::Bad(detail) => return Err(protocol_error(detail)),
-                }
-            }
-        };
-        let reply = within(limit, exchange)
+        let reply = self
+            .exchange(limit, parse_read_reply)
             .await
             .map_err(StorageError::redis(READING))?;
-        self.io = Some(io);
         match reply {
             ReadReply::Deliveries(d) => Ok(d),
             ReadReply::ServerError(line) => Err(StorageError::redis(READING)(server_error(&line))),
@@ -289,9 +299,80 @@ async fn read_more(io: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> Result<(), Re
 fn protocol_error(detail: String) -> RedisError {
     std::io::Error::new(
         std::io::ErrorKind::InvalidData,
-        format!("unexpected reply to XREADGROUP: {detail}"),
+        format!("unexpected reply from Redis: {detail}"),
     )
     .into()
+}
+
+/// Appends jobs to streams in bulk over a connection of its own: the commands are written
+/// straight into one buffer and the replies (one entry id each) checked without being kept.
+/// [`Storage::push`](crate::Storage::push) uses it for batches when it is free, and the shared
+/// connection otherwise.
+pub(crate) struct Pusher {
+    raw: Raw,
+}
+
+impl Pusher {
+    pub(crate) fn new(target: Target) -> Pusher {
+        Pusher {
+            raw: Raw {
+                target,
+                io: None,
+                buf: Vec::with_capacity(16 * 1024),
+                out: Vec::with_capacity(256 * 1024),
+            },
+        }
+    }
+
+    /// `SADD <queues> <queue>` when `register` is given, then `XADD <stream> * e <envelope>` for
+    /// each envelope, in one round trip. Fails with the first error reply, after reading all.
+    pub(crate) async fn push(
+        &mut self,
+        stream: &str,
+        envelopes: &[String],
+        register: Option<(&str, &str)>,
+    ) -> Result<(), RedisError> {
+        let out = &mut self.raw.out;
+        out.clear();
+        let mut replies = envelopes.len();
+        if let Some((set, queue)) = register {
+            encode(out, ["SADD", set, queue].iter().map(|s| s.as_bytes()));
+            replies += 1;
+        }
+        for env in envelopes {
+            encode(
+                out,
+                [b"XADD".as_slice(), stream.as_bytes(), b"*", b"e", env.as_bytes()].into_iter(),
+            );
+        }
+        let limit = self.raw.target.response_timeout;
+        match self
+            .raw
+            .exchange(limit, |buf| parse_replies(buf, replies))
+            .await?
+        {
+            None => Ok(()),
+            Some(line) => Err(server_error(&line)),
+        }
+    }
+}
+
+/// `n` replies of any simple shape (entry ids, counts); the first error line, if any.
+fn parse_replies(buf: &[u8], n: usize) -> Parsed<(Option<String>, usize)> {
+    let mut c = Cursor { b: buf, pos: 0 };
+    finish((|| {
+        let mut error = None;
+        for _ in 0..n {
+            if c.b.get(c.pos) == Some(&b'-') {
+                c.pos += 1;
+                let line = c.line()?;
+                error.get_or_insert_with(|| String::from_utf8_lossy(line).into_owned());
+            } else {
+                c.bulk()?;
+            }
+        }
+        Ok((error, c.pos))
+    })())
 }
 
 /// An error line (`-NOGROUP No such key …`) as the driver would report it, code included.
@@ -568,6 +649,26 @@ mod tests {
         let mut two = b"*-1\r\n".to_vec();
         two.extend_from_slice(b"*-1\r\n");
         assert!(matches!(parse_read_reply(&two), Parsed::Done((_, 5))));
+    }
+
+    #[test]
+    fn bulk_replies_are_counted_and_errors_kept() {
+        let ok = b":1\r\n$15\r\n1700000000000-0\r\n$15\r\n1700000000000-1\r\n";
+        for cut in 0..ok.len() {
+            assert!(
+                matches!(parse_replies(&ok[..cut], 3), Parsed::Incomplete),
+                "cut at {cut}"
+            );
+        }
+        assert!(matches!(parse_replies(ok, 3), Parsed::Done((None, n)) if n == ok.len()));
+        let mixed = b"$3\r\n1-0\r\n-OOM command not allowed\r\n-ERR second\r\n";
+        match parse_replies(mixed, 3) {
+            Parsed::Done((Some(line), n)) => {
+                assert_eq!(n, mixed.len());
+                assert_eq!(server_error(&line).code(), Some("OOM"));
+            }
+            _ => panic!("the first error is reported"),
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use redis::{Client, Value};
 
 use crate::error::StorageError;
 use crate::keys::{GROUP, QueueKeys, queues_key};
-use crate::reader::{Addr, Reader, Target};
+use crate::reader::{Addr, Pusher, Reader, Target};
 use crate::scripts;
 
 /// How Quern talks to Redis.
@@ -232,6 +232,8 @@ pub struct Storage {
     client: Client,
     conn: ConnectionManager,
     registered: Arc<Mutex<HashSet<String>>>,
+    /// Bulk appends over a connection of their own (TCP and Unix sockets only).
+    pusher: Option<Arc<tokio::sync::Mutex<Pusher>>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -272,11 +274,31 @@ impl Storage {
             )))
         })?
         .map_err(connect_err)?;
-        Ok(Self {
+        let mut storage = Self {
             config: Arc::new(config),
             client,
             conn,
             registered: Default::default(),
+            pusher: None,
+        };
+        storage.pusher = storage
+            .direct_target()
+            .map(|t| Arc::new(tokio::sync::Mutex::new(Pusher::new(t))));
+        Ok(storage)
+    }
+
+    /// Where a connection of Quern's own connects, when the address allows one (not TLS).
+    fn direct_target(&self) -> Option<Target> {
+        let info = self.client.get_connection_info();
+        let addr = Addr::direct(info.addr())?;
+        let redis = info.redis_settings();
+        Some(Target {
+            addr,
+            username: redis.username().map(str::to_owned),
+            password: redis.password().map(str::to_owned),
+            db: redis.db(),
+            connect_timeout: self.config.connection_timeout,
+            response_timeout: self.config.response_timeout,
         })
     }
 
@@ -325,7 +347,30 @@ impl Storage {
     // ----- producer -----
 
     /// Appends envelopes to the queue's stream in one round trip.
+    ///
+    /// A batch goes over the storage's own bulk connection when it is free (the commands written
+    /// straight into one buffer, the replies checked without being kept), else, like a single
+    /// job, through the shared connection.
     pub async fn push(&self, keys: &QueueKeys, envelopes: &[String]) -> Result<(), StorageError> {
+        if envelopes.len() > 1
+            && let Some(pusher) = &self.pusher
+            && let Ok(mut pusher) = pusher.try_lock()
+        {
+            let register = !self.registered.lock().expect("poisoned").contains(&keys.queue);
+            let set = queues_key(&self.config.prefix);
+            let reg = register.then_some((set.as_str(), keys.queue.as_str()));
+            pusher
+                .push(&keys.stream, envelopes, reg)
+                .await
+                .map_err(StorageError::redis("enqueueing"))?;
+            if register {
+                self.registered
+                    .lock()
+                    .expect("poisoned")
+                    .insert(keys.queue.clone());
+            }
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         self.register_pipe(&mut pipe, &keys.queue);
         for env in envelopes {
@@ -423,19 +468,8 @@ impl Storage {
     /// socket it parses replies straight into deliveries; over TLS it goes through redis-rs.
     /// Connects now, so an unreachable server is reported here.
     pub async fn reader(&self, block: Duration) -> Result<Reader, StorageError> {
-        let info = self.client.get_connection_info();
-        let mut reader = match Addr::direct(info.addr()) {
-            Some(addr) => {
-                let redis = info.redis_settings();
-                Reader::direct(Target {
-                    addr,
-                    username: redis.username().map(str::to_owned),
-                    password: redis.password().map(str::to_owned),
-                    db: redis.db(),
-                    connect_timeout: self.config.connection_timeout,
-                    response_timeout: self.config.response_timeout,
-                })
-            }
+        let mut reader = match self.direct_target() {
+            Some(target) => Reader::direct(target),
             None => Reader::managed(self.dedicated(block).await?),
         };
         reader.connect().await.map_err(|source| StorageError::Connect {
