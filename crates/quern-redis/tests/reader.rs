@@ -180,3 +180,23 @@ async fn a_missing_group_is_nogroup_and_a_restart_is_survived() {
     }
     assert!(recovered, "the reader reconnected after the restart");
 }
+
+#[tokio::test]
+async fn a_unix_socket_works_like_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("redis.sock");
+    let socket_arg = socket.display().to_string();
+    let _server = RedisServer::start_with(&["--unixsocket", &socket_arg, "--unixsocketperm", "700"]);
+    let url = format!("unix://{}", socket.display());
+    let storage = Storage::connect(RedisConfig::new(&url).prefix("rd"))
+        .await
+        .unwrap();
+    let keys = storage.keys("default");
+    let jobs: Vec<Ping> = (0..50).map(|n| Ping { n }).collect();
+    Producer::new(storage.clone()).enqueue_many(&jobs).await.unwrap();
+    storage.ensure_group(&keys).await.unwrap();
+    let mut reader = storage.reader(BLOCK).await.unwrap();
+    let got = storage.read(&mut reader, &keys, "c1", 100, BLOCK).await.unwrap();
+    assert_eq!(got.len(), 50);
+    assert_eq!(storage.stats(&keys).await.unwrap().running, 50);
+}
