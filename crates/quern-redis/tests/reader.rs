@@ -35,6 +35,19 @@ async fn admin(url: &str, args: &[&str]) {
 
 const BLOCK: Duration = Duration::from_millis(50);
 
+/// `n` jobs enqueued in bulk at `url`, the consumer group made, and a reader to claim them.
+async fn queue_of(url: &str, n: u64) -> (Storage, quern_redis::QueueKeys, Vec<Ping>, quern_redis::Reader) {
+    let storage = Storage::connect(RedisConfig::new(url).prefix("rd"))
+        .await
+        .unwrap();
+    let keys = storage.keys("default");
+    let jobs: Vec<Ping> = (0..n).map(|n| Ping { n }).collect();
+    Producer::new(storage.clone()).enqueue_many(&jobs).await.unwrap();
+    storage.ensure_group(&keys).await.unwrap();
+    let reader = storage.reader(BLOCK).await.unwrap();
+    (storage, keys, jobs, reader)
+}
+
 #[tokio::test]
 async fn the_reader_authenticates_selects_the_database_and_reads() {
     let server = RedisServer::start();
@@ -51,14 +64,7 @@ async fn the_reader_authenticates_selects_the_database_and_reads() {
         format!("redis://:s3cret@127.0.0.1:{port}/3"),
         format!("redis://quern:w0rker-pw@127.0.0.1:{port}/5"),
     ] {
-        let storage = Storage::connect(RedisConfig::new(&url).prefix("rd"))
-            .await
-            .unwrap();
-        let keys = storage.keys("default");
-        let jobs: Vec<Ping> = (0..300).map(|n| Ping { n }).collect();
-        Producer::new(storage.clone()).enqueue_many(&jobs).await.unwrap();
-        storage.ensure_group(&keys).await.unwrap();
-        let mut reader = storage.reader(BLOCK).await.unwrap();
+        let (storage, keys, jobs, mut reader) = queue_of(&url, 300).await;
         let mut got = Vec::new();
         while got.len() < 300 {
             let batch = storage.read(&mut reader, &keys, "c1", 128, BLOCK).await.unwrap();
@@ -187,15 +193,7 @@ async fn a_unix_socket_works_like_tcp() {
     let socket = dir.path().join("redis.sock");
     let socket_arg = socket.display().to_string();
     let _server = RedisServer::start_with(&["--unixsocket", &socket_arg, "--unixsocketperm", "700"]);
-    let url = format!("unix://{}", socket.display());
-    let storage = Storage::connect(RedisConfig::new(&url).prefix("rd"))
-        .await
-        .unwrap();
-    let keys = storage.keys("default");
-    let jobs: Vec<Ping> = (0..50).map(|n| Ping { n }).collect();
-    Producer::new(storage.clone()).enqueue_many(&jobs).await.unwrap();
-    storage.ensure_group(&keys).await.unwrap();
-    let mut reader = storage.reader(BLOCK).await.unwrap();
+    let (storage, keys, _, mut reader) = queue_of(&format!("unix://{}", socket.display()), 50).await;
     let got = storage.read(&mut reader, &keys, "c1", 100, BLOCK).await.unwrap();
     assert_eq!(got.len(), 50);
     assert_eq!(storage.stats(&keys).await.unwrap().running, 50);
