@@ -185,7 +185,9 @@ pub struct QueueStats {
     pub dead: u64,
     /// Completed since the queue was created.
     pub completed: u64,
-    /// Executions that did not succeed (then retried or dead-lettered) since the queue was created.
+    /// Jobs that did not succeed (then retried or dead-lettered) since the queue was created,
+    /// counting those that could not start: an envelope or payload that cannot be decoded, or
+    /// an unknown job type.
     pub failed: u64,
 }
 
