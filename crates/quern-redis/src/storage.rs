@@ -709,7 +709,8 @@ impl Storage {
         Ok(q)
     }
 
-    /// Counts for one queue.
+    /// Counts for one queue. Trims the queue's completed entries first (see
+    /// [`trim_acked`](Self::trim_acked)), so it needs a primary, not a read-only replica.
     pub async fn stats(&self, keys: &QueueKeys) -> Result<QueueStats, StorageError> {
         let mut conn = self.conn();
         let (len, scheduled, retrying, dead, counters): (
