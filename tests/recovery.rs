@@ -52,8 +52,7 @@ async fn a_job_of_a_killed_worker_completes_on_another() {
     let mut second = common::spawn_worker(&url, &prefix, "recover", 100, &[]);
     // Done means settled, not only run: a kill between the two would rerun the job.
     let all_done = common::wait_until(Duration::from_secs(30), || async {
-        common::runs(&url, &runs_key).await.len() == 20
-            && storage.stats(&keys).await.unwrap().completed == 20
+        common::runs(&url, &runs_key).await.len() == 20 && storage.stats(&keys).await.unwrap().completed == 20
     })
     .await;
     second.kill().unwrap();

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::{ConnectionAddr, RedisError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::error::StorageError;
@@ -149,8 +151,13 @@ const READING: &str = "reading jobs";
 
 impl Raw {
     async fn ensure_connected(&mut self) -> Result<(), RedisError> {
-        if self.io.is_some() {
-            return Ok(());
+        if let Some(io) = self.io.as_mut() {
+            // A connection the server closed while it sat idle (its `timeout`, `CLIENT KILL`, a
+            // restart) is replaced before use, not discovered halfway through a command.
+            if self.buf.is_empty() && is_open(io).await {
+                return Ok(());
+            }
+            self.io = None;
         }
         let t = &self.target;
         let io: Box<dyn Stream> = match &t.addr {
@@ -283,6 +290,17 @@ async fn within<T, E: Into<RedisError>>(
         )
         .into()),
     }
+}
+
+/// Whether the connection is still open and quiet: nothing to read, not even the end of the
+/// stream. A reply nobody asked for, an end of stream or an error all mean it cannot be used.
+async fn is_open(io: &mut Box<dyn Stream>) -> bool {
+    let mut byte = [0u8; 1];
+    std::future::poll_fn(|cx| {
+        let mut buf = ReadBuf::new(&mut byte);
+        Poll::Ready(std::pin::Pin::new(&mut **io).poll_read(cx, &mut buf).is_pending())
+    })
+    .await
 }
 
 async fn read_more(io: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> Result<(), RedisError> {
