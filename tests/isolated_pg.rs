@@ -5,6 +5,9 @@
 #![cfg(feature = "diesel")]
 
 mod common;
+/// The `pg_stat_activity` helpers of quern-diesel's own tests.
+#[path = "../crates/quern-diesel/tests/common/mod.rs"]
+mod pg;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -17,6 +20,7 @@ use diesel::sql_types::BigInt;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use pg::{count_app, wait_gone};
 use quern::{
     Backoff, DeadReason, DeadRecord, IsolatedPg, Isolation, Job, JobContext, JobError, JobOptions, PgConfig,
     Producer, Registry, Storage, Worker,
@@ -36,32 +40,6 @@ async fn admin(url: &str) -> tokio_postgres::Client {
         let _ = connection.await;
     });
     client
-}
-
-/// Backends whose `application_name` starts with `prefix` (the admin itself excluded).
-async fn count_app(admin: &tokio_postgres::Client, prefix: &str) -> i64 {
-    admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE left(application_name, length($1)) = $1 AND pid <> pg_backend_pid()",
-            &[&prefix],
-        )
-        .await
-        .expect("count pg_stat_activity")
-        .get(0)
-}
-
-/// Polls until no backend's `application_name` starts with `prefix`, for at most `limit`;
-/// returns the last count (0 on success).
-async fn wait_gone(admin: &tokio_postgres::Client, prefix: &str, limit: Duration) -> i64 {
-    let deadline = Instant::now() + limit;
-    loop {
-        let n = count_app(admin, prefix).await;
-        if n == 0 || Instant::now() >= deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Waits (bounded) until every job of the queue is settled: completed + dead == `total`.

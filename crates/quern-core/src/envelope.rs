@@ -234,16 +234,10 @@ pub fn encode_new<T: Serialize + ?Sized>(
 }
 
 fn serialize_error(e: serde_json::Error) -> DecodeError {
-    DecodeError {
-        kind: DecodeErrorKind::Data,
-        message: format!("the job could not be serialized to JSON: {e}"),
-        path: None,
-        line: 0,
-        column: 0,
-        offset: 0,
-        window: String::new(),
-        size: 0,
-    }
+    DecodeError::without_position(
+        DecodeErrorKind::Data,
+        format!("the job could not be serialized to JSON: {e}"),
+    )
 }
 
 /// Serializes a job's fields to the raw JSON payload, refusing payloads over `limit` bytes.
@@ -343,11 +337,19 @@ impl fmt::Display for DecodeError {
 impl DecodeError {
     /// A stream entry without the `e` field that holds the envelope.
     pub fn missing_field_e() -> Self {
-        DecodeError {
-            kind: DecodeErrorKind::Envelope,
-            message: "the stream entry has no `e` field holding an envelope (not written by a Quern \
-                      producer? see docs/wire-format.md)"
+        Self::without_position(
+            DecodeErrorKind::Envelope,
+            "the stream entry has no `e` field holding an envelope (not written by a Quern \
+             producer? see docs/wire-format.md)"
                 .into(),
+        )
+    }
+
+    /// An error about the whole input, not a place in it.
+    fn without_position(kind: DecodeErrorKind, message: String) -> Self {
+        DecodeError {
+            kind,
+            message,
             path: None,
             line: 0,
             column: 0,

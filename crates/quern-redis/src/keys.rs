@@ -18,6 +18,31 @@ pub struct InvalidQueueName {
     pub reason: &'static str,
 }
 
+/// A stream entry id (`<ms>-<seq>`, as Redis writes every one) as numbers; `None` for anything else (no sign, no spaces, no overflow).
+pub fn parse_entry_id(id: &str) -> Option<(u64, u64)> {
+    fn number(digits: &[u8]) -> Option<u64> {
+        if digits.is_empty() || digits.len() > 20 {
+            return None;
+        }
+        digits.iter().try_fold(0u64, |n, &d| {
+            let d = d.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            n.checked_mul(10)?.checked_add(u64::from(d))
+        })
+    }
+    let bytes = id.as_bytes();
+    let dash = bytes.iter().position(|&b| b == b'-')?;
+    Some((number(&bytes[..dash])?, number(&bytes[dash + 1..])?))
+}
+
+/// The time part of a stream entry id: when the entry was added (ms since the Unix epoch); 0 for
+/// text that is not an entry id.
+pub fn entry_ms(id: &str) -> u64 {
+    parse_entry_id(id).map_or(0, |(ms, _)| ms)
+}
+
 /// Checks a queue name: 1 to 200 bytes, no `{`, `}` or whitespace (they would break the hash tag).
 pub fn validate_queue(name: &str) -> Result<(), InvalidQueueName> {
     let reason = if name.is_empty() {
@@ -104,6 +129,25 @@ impl fmt::Display for QueueKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_takes_stream_ids_only() {
+        assert_eq!(parse_entry_id("1700000000000-17"), Some((1_700_000_000_000, 17)));
+        assert_eq!(parse_entry_id("0-0"), Some((0, 0)));
+        assert_eq!(parse_entry_id("18446744073709551615-1"), Some((u64::MAX, 1)));
+        for bad in [
+            "18446744073709551616-1",
+            "-1",
+            "1-",
+            "1",
+            "+1-2",
+            "1-2-3",
+            "a-1",
+            "",
+        ] {
+            assert_eq!(parse_entry_id(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn keys_share_the_queue_hash_tag() {

@@ -9,7 +9,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Value};
 
 use crate::error::StorageError;
-use crate::keys::{GROUP, QueueKeys, queues_key};
+use crate::keys::{GROUP, QueueKeys, entry_ms, parse_entry_id, queues_key};
 use crate::reader::{Addr, Pusher, Reader, Target};
 use crate::scripts;
 
@@ -215,17 +215,6 @@ impl TrimReport {
     }
 }
 
-/// The time part of a stream entry id (`<ms>-<seq>`).
-fn entry_ms(id: &str) -> u64 {
-    id_key(id).0
-}
-
-/// A stream entry id as numbers, for ordering.
-fn id_key(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
-}
-
 /// Quern's handle on Redis. Cheap to clone: clones share one multiplexed connection, which
 /// reconnects by itself after Redis restarts.
 #[derive(Clone)]
@@ -359,8 +348,9 @@ impl Storage {
             && let Ok(mut pusher) = pusher.try_lock()
         {
             let register = !self.registered.lock().expect("poisoned").contains(&keys.queue);
-            let set = queues_key(&self.config.prefix);
-            let reg = register.then_some((set.as_str(), keys.queue.as_str()));
+            // The set's key is built only when the queue still has to be recorded.
+            let set = register.then(|| queues_key(&self.config.prefix));
+            let reg = set.as_deref().map(|set| (set, keys.queue.as_str()));
             pusher
                 .push(&keys.stream, envelopes, reg)
                 .await
@@ -909,7 +899,7 @@ impl Storage {
                     let running = matches!(&pending, Value::Array(v) if !v.is_empty());
                     let delivered = last_delivered
                         .as_deref()
-                        .is_some_and(|last| id_key(&e.entry_id) <= id_key(last));
+                        .is_some_and(|last| parse_entry_id(&e.entry_id) <= parse_entry_id(last));
                     let state = if running {
                         JobState::Running
                     } else if delivered {

@@ -4,6 +4,8 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
+use quern_redis::keys::parse_entry_id;
+
 /// Entry ids as `(ms, seq)` pairs: Redis writes every stream id as `<ms>-<seq>`, so tracking them
 /// needs neither a copy of the string nor hashing text. An id that does not parse (no Redis
 /// writes one) is kept as text, so it is still renewed.
@@ -39,31 +41,12 @@ impl Hasher for IdHasher {
     }
 }
 
-/// `<ms>-<seq>` as numbers; `None` for anything else (no sign, no spaces, no overflow).
-pub(crate) fn parse(id: &str) -> Option<(u64, u64)> {
-    fn number(digits: &[u8]) -> Option<u64> {
-        if digits.is_empty() || digits.len() > 20 {
-            return None;
-        }
-        digits.iter().try_fold(0u64, |n, &d| {
-            let d = d.wrapping_sub(b'0');
-            if d > 9 {
-                return None;
-            }
-            n.checked_mul(10)?.checked_add(u64::from(d))
-        })
-    }
-    let bytes = id.as_bytes();
-    let dash = bytes.iter().position(|&b| b == b'-')?;
-    Some((number(&bytes[..dash])?, number(&bytes[dash + 1..])?))
-}
-
 impl InFlight {
     /// Adds the ids of a fetched batch, under one lock.
     pub(crate) fn insert_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         let mut sets = self.lock();
         for id in ids {
-            match parse(id) {
+            match parse_entry_id(id) {
                 Some(key) => {
                     sets.parsed.insert(key);
                 }
@@ -78,7 +61,7 @@ impl InFlight {
     pub(crate) fn remove_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         let mut sets = self.lock();
         for id in ids {
-            match parse(id) {
+            match parse_entry_id(id) {
                 Some(key) => {
                     sets.parsed.remove(&key);
                 }
@@ -108,25 +91,6 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parse_takes_stream_ids_only() {
-        assert_eq!(parse("1700000000000-17"), Some((1_700_000_000_000, 17)));
-        assert_eq!(parse("0-0"), Some((0, 0)));
-        assert_eq!(parse("18446744073709551615-1"), Some((u64::MAX, 1)));
-        for bad in [
-            "18446744073709551616-1",
-            "-1",
-            "1-",
-            "1",
-            "+1-2",
-            "1-2-3",
-            "a-1",
-            "",
-        ] {
-            assert_eq!(parse(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn ids_round_trip_and_odd_ones_are_kept() {

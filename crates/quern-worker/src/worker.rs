@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use quern_core::envelope::{Failure, decode_envelope, now_ms};
 use quern_core::{ErrorChain, Extensions, JobContext, Shutdown};
+use quern_redis::keys::entry_ms;
 use quern_redis::{
     DeadReason, DeadRecord, DeadRetention, Delivery, QueueKeys, RedisConfig, Settle, Storage, StorageError,
 };
@@ -596,11 +597,6 @@ fn undecodable(
     .with_envelope(env, attempt)
     .with_decode(err);
     dead(shared, entry_id, env.id.to_string(), record)
-}
-
-/// The time part of a stream entry id (`<ms>-<seq>`): when the entry was added.
-fn entry_ms(entry_id: &str) -> u64 {
-    crate::in_flight::parse(entry_id).map_or(0, |(ms, _)| ms)
 }
 
 /// The string value of `"key":"…"` in text that is not valid JSON as a whole.

@@ -115,17 +115,11 @@ impl System for Apalis {
         })
     }
 
-    async fn enqueue_single(&mut self, n: usize) -> Result<Vec<Duration>> {
-        let mut lat = Vec::with_capacity(n);
-        for i in 0..n as u64 {
-            let t = Instant::now();
-            self.storage
-                .push(BenchJob { n: i })
-                .await
-                .map_err(|e| anyhow!("push: {e:?}"))?;
-            lat.push(t.elapsed());
-        }
-        Ok(lat)
+    async fn enqueue_one(&mut self, i: u64) -> Result<()> {
+        self.storage
+            .push(BenchJob { n: i })
+            .await
+            .map_err(|e| anyhow!("push: {e:?}"))
     }
 
     async fn enqueue_bulk(&mut self, n: usize) -> Result<()> {

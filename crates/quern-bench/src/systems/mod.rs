@@ -64,8 +64,9 @@ pub trait System: Sized {
     /// Connects (queues, producers, connections) for one run.
     async fn connect(env: &Env) -> Result<Self>;
 
-    /// Enqueues `n` jobs `{"n":i}` one at a time, each awaited; returns each call's latency.
-    async fn enqueue_single(&mut self, n: usize) -> Result<Vec<Duration>>;
+    /// Enqueues the job `{"n":i}` and waits for the system to confirm it (the runner times
+    /// each call for `enqueue_single`).
+    async fn enqueue_one(&mut self, i: u64) -> Result<()>;
 
     /// Enqueues `n` jobs through the system's bulk API (the best batching it offers).
     async fn enqueue_bulk(&mut self, n: usize) -> Result<()>;

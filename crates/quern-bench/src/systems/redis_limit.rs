@@ -138,20 +138,15 @@ impl System for RedisLimit {
         })
     }
 
-    async fn enqueue_single(&mut self, n: usize) -> Result<Vec<Duration>> {
-        let mut lat = Vec::with_capacity(n);
-        for i in 0..n as u64 {
-            let t = Instant::now();
-            let _: String = redis::cmd("XADD")
-                .arg(&self.stream)
-                .arg("*")
-                .arg("e")
-                .arg(envelope(i))
-                .query_async(&mut self.con)
-                .await?;
-            lat.push(t.elapsed());
-        }
-        Ok(lat)
+    async fn enqueue_one(&mut self, i: u64) -> Result<()> {
+        let _: String = redis::cmd("XADD")
+            .arg(&self.stream)
+            .arg("*")
+            .arg("e")
+            .arg(envelope(i))
+            .query_async(&mut self.con)
+            .await?;
+        Ok(())
     }
 
     async fn enqueue_bulk(&mut self, n: usize) -> Result<()> {
