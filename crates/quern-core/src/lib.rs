@@ -11,17 +11,36 @@
 //! - [`retry`] — [`Backoff`], how long to wait before the next attempt.
 //! - [`redact`] — [`redact_url`], for printing connection URLs without passwords.
 //! - [`envelope`] — the wire [`Envelope`], job ids, and payload decoding with precise diagnostics.
+//! - [`lifecycle`] — [`decide`](lifecycle::decide): an attempt's outcome + the job's policy -> its fate.
+//! - [`broker`] — the [`Broker`] trait the worker talks to, the types that cross it, an
+//!   in-memory broker, and (feature `contract`) the contract suite every broker passes.
+//! - [`events`] — [`Events`], every job transition broadcast to in-process subscribers.
+//! - [`clock`] — [`Clock`], "now" for the worker, producer and storage; [`ManualClock`] for tests.
+//! - [`dead`] — [`DeadRecord`], what is kept about a dead job. [`state`] — [`JobState`],
+//!   [`QueueStats`], [`JobInfo`].
 #![forbid(unsafe_code)]
 
+pub mod broker;
+pub mod clock;
 pub mod context;
+pub mod dead;
 pub mod envelope;
 pub mod error;
+pub mod events;
 pub mod job;
+pub mod lifecycle;
 pub mod redact;
 pub mod resource;
 pub mod retry;
+pub mod state;
 
+pub use broker::{Broker, BrokerError, DeadRetention, Delivery, Settle, SettleOptions, TrimReport};
+pub use clock::{Clock, ManualClock};
 pub use context::{JobContext, Shutdown};
+pub use dead::{DeadReason, DeadRecord};
+pub use events::{Event, EventKind, Events};
+pub use lifecycle::{AttemptOutcome, Fate};
+pub use state::{JobInfo, JobState, LeaseInfo, QueueStats};
 pub use envelope::{DecodeError, DecodeErrorKind, Envelope, JobId, MAX_PAYLOAD_BYTES};
 pub use error::{ErrorChain, JobError};
 pub use job::{Isolation, Job, JobOptions};

@@ -49,6 +49,12 @@ impl Backoff {
 
     /// The delay after failed attempt number `attempt` (1 for the first execution).
     pub fn delay(&self, attempt: u32) -> Duration {
+        self.delay_with(attempt, rand::rng().random::<f64>())
+    }
+
+    /// [`delay`](Self::delay) with the jitter drawn by the caller: `unit` in `[0, 1)` picks how
+    /// much of the jitter is added (0 for none, so the result is exact).
+    pub fn delay_with(&self, attempt: u32, unit: f64) -> Duration {
         match *self {
             Backoff::Fixed(d) => d,
             Backoff::Exponential {
@@ -61,7 +67,7 @@ impl Backoff {
                 let raw = base.as_secs_f64() * factor.max(1.0).powi(exp);
                 let capped = raw.min(max.as_secs_f64());
                 let spread = if jitter > 0.0 {
-                    capped * jitter.clamp(0.0, 1.0) * rand::rng().random::<f64>()
+                    capped * jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0)
                 } else {
                     0.0
                 };
