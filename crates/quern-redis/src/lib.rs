@@ -8,23 +8,57 @@
 //! # Layout
 //! - [`keys`] — every key, built in one place, each queue's keys sharing the hash tag `{queue}`.
 //! - [`scripts`] — the Lua scripts, one per state transition (`src/scripts/*.lua`).
-//! - [`storage`] — [`Storage`], all Redis I/O: enqueue, read, settle, renew, recover, admin.
+//! - [`storage`] — [`Storage`], all Redis I/O, one file per concern: enqueue, claim, settle,
+//!   lease, promote, trim, admin.
+//! - `resp` — Quern's own RESP2 client for claims ([`Reader`]) and bulk appends: protocol,
+//!   connection, reader, pusher. Never calls back into [`storage`].
+//! - `delivery` — [`Delivery`], one entry read from a stream, and the generic reply parser.
 //! - [`producer`] — [`Producer`], the typed client that enqueues jobs.
 //! - [`record`] — [`DeadRecord`], what is kept about a dead job.
 //! - [`error`] — [`StorageError`].
 #![forbid(unsafe_code)]
 
+mod delivery;
 pub mod error;
 pub mod keys;
 pub mod producer;
-pub mod reader;
 pub mod record;
+mod resp;
 pub mod scripts;
 pub mod storage;
 
 pub use error::StorageError;
 pub use keys::QueueKeys;
 pub use producer::Producer;
-pub use reader::Reader;
 pub use record::{DeadReason, DeadRecord};
-pub use storage::{DeadRetention, Delivery, JobState, QueueStats, RedisConfig, Settle, Storage, TrimReport};
+pub use storage::{
+    DeadRetention, Delivery, JobState, QueueStats, Reader, RedisConfig, Settle, Storage, TrimReport,
+};
+
+/// The pure RESP parser, for fuzz targets; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::Delivery;
+    use crate::resp::protocol::{self, Parsed, ReadReply};
+
+    /// An `XREADGROUP` reply: `None` when incomplete, `Err` with the server's error line or why
+    /// the bytes are not a reply.
+    pub fn parse_read_reply(buf: &[u8]) -> Option<Result<Vec<Delivery>, String>> {
+        match protocol::parse_read_reply(buf) {
+            Parsed::Done((ReadReply::Deliveries(d), _)) => Some(Ok(d)),
+            Parsed::Done((ReadReply::ServerError(line), _)) => Some(Err(line)),
+            Parsed::Incomplete => None,
+            Parsed::Bad(detail) => Some(Err(detail)),
+        }
+    }
+
+    /// `n` simple replies: `None` when incomplete, else the first error line (if any) and the
+    /// bytes used, or `Err` with why the bytes are not replies.
+    pub fn parse_replies(buf: &[u8], n: usize) -> Option<Result<(Option<String>, usize), String>> {
+        match protocol::parse_replies(buf, n) {
+            Parsed::Done(done) => Some(Ok(done)),
+            Parsed::Incomplete => None,
+            Parsed::Bad(detail) => Some(Err(detail)),
+        }
+    }
+}

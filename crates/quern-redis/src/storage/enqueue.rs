@@ -1,0 +1,79 @@
+//! Enqueueing: jobs appended to the stream now, or put in the delayed set until due.
+
+use crate::error::StorageError;
+use crate::keys::{QueueKeys, queues_key};
+use crate::scripts;
+
+use super::{Storage, script_cmd};
+
+impl Storage {
+    /// Records `queue` in the set of known queues, once per process.
+    fn register_pipe(&self, pipe: &mut redis::Pipeline, queue: &str) {
+        let mut seen = self.registered.lock().expect("poisoned");
+        if !seen.contains(queue) {
+            seen.insert(queue.to_owned());
+            pipe.cmd("SADD")
+                .arg(queues_key(&self.config.prefix))
+                .arg(queue)
+                .ignore();
+        }
+    }
+
+    /// Appends envelopes to the queue's stream in one round trip.
+    ///
+    /// A batch goes over the storage's own bulk connection when it is free (the commands written
+    /// straight into one buffer, the replies checked without being kept), else, like a single
+    /// job, through the shared connection.
+    pub async fn push(&self, keys: &QueueKeys, envelopes: &[String]) -> Result<(), StorageError> {
+        if envelopes.len() > 1
+            && let Some(pusher) = &self.pusher
+            && let Ok(mut pusher) = pusher.try_lock()
+        {
+            let register = !self.registered.lock().expect("poisoned").contains(&keys.queue);
+            // The set's key is built only when the queue still has to be recorded.
+            let set = register.then(|| queues_key(&self.config.prefix));
+            let reg = set.as_deref().map(|set| (set, keys.queue.as_str()));
+            pusher
+                .push(&keys.stream, envelopes, reg)
+                .await
+                .map_err(StorageError::redis("enqueueing"))?;
+            if register {
+                self.registered
+                    .lock()
+                    .expect("poisoned")
+                    .insert(keys.queue.clone());
+            }
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        self.register_pipe(&mut pipe, &keys.queue);
+        for env in envelopes {
+            pipe.cmd("XADD")
+                .arg(&keys.stream)
+                .arg("*")
+                .arg("e")
+                .arg(env)
+                .ignore();
+        }
+        pipe.exec_async(&mut self.conn())
+            .await
+            .map_err(StorageError::redis("enqueueing"))
+    }
+
+    /// Puts envelopes in the delayed set, each due at its time (ms since epoch), in one round trip.
+    pub async fn schedule(&self, keys: &QueueKeys, jobs: &[(u64, String)]) -> Result<(), StorageError> {
+        let mut pipe = redis::pipe();
+        self.register_pipe(&mut pipe, &keys.queue);
+        for (due, env) in jobs {
+            script_cmd(
+                &mut pipe,
+                &scripts::SCHEDULE,
+                &[&keys.scheduled, &keys.wake],
+                |c| {
+                    c.arg(due).arg(env);
+                },
+            );
+        }
+        self.exec_scripts(&pipe, "scheduling").await
+    }
+}

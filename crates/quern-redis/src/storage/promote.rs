@@ -1,0 +1,52 @@
+//! Promotion: due delayed jobs and retries moved to the stream, and the wake-up that says when.
+
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::ConnectionManager;
+
+use crate::error::StorageError;
+use crate::keys::QueueKeys;
+use crate::scripts;
+
+use super::{BATCH, Storage};
+
+impl Storage {
+    /// Moves due delayed jobs and retries to the stream; returns how many moved and when the
+    /// next one is due (ms since epoch).
+    pub async fn promote_due(&self, keys: &QueueKeys) -> Result<(usize, Option<u64>), StorageError> {
+        let mut total = 0;
+        loop {
+            let (n, next): (usize, i64) = scripts::PROMOTE_DUE
+                .key(&keys.stream)
+                .key(&keys.scheduled)
+                .key(&keys.retry)
+                .arg(quern_core::envelope::now_ms())
+                .arg(BATCH)
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(StorageError::redis("promoting due jobs"))?;
+            total += n;
+            if n < BATCH {
+                return Ok((total, u64::try_from(next).ok()));
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a wake token (pushed when a delayed job or retry is scheduled).
+    pub async fn wait_wake(
+        &self,
+        conn: &mut ConnectionManager,
+        keys: &QueueKeys,
+        timeout: Duration,
+    ) -> Result<bool, StorageError> {
+        let secs = timeout.as_secs_f64().max(0.001);
+        let v: Value = redis::cmd("BLPOP")
+            .arg(&keys.wake)
+            .arg(format!("{secs:.3}"))
+            .query_async(conn)
+            .await
+            .map_err(StorageError::redis("waiting for scheduled jobs"))?;
+        Ok(!matches!(v, Value::Nil))
+    }
+}
