@@ -46,6 +46,44 @@ impl JobId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id of a job that carries none in its envelope: its queue and the broker's entry id
+    /// (`emails/1733079705123-0`). Such an id says where the job was first stored, so finding
+    /// it needs no index.
+    pub fn for_entry(queue: &str, entry_id: &str) -> Self {
+        let mut s = String::with_capacity(queue.len() + 1 + entry_id.len());
+        s.push_str(queue);
+        s.push('/');
+        s.push_str(entry_id);
+        JobId(s)
+    }
+
+    /// The `(queue, entry id)` an id made by [`for_entry`](Self::for_entry) names (split at
+    /// its last `/`); `None` for other ids.
+    pub fn entry(&self) -> Option<(&str, &str)> {
+        self.0.rsplit_once('/').filter(|(q, e)| !q.is_empty() && !e.is_empty())
+    }
+
+    /// No id: what an envelope without one decodes to.
+    fn unset() -> Self {
+        JobId(String::new())
+    }
+
+    /// An envelope's id when it carries none (the entry's id stands for it).
+    pub fn is_unset(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Decodes an envelope's `id`: any non-empty string (`docs/wire-format.md`).
+fn non_empty_id<'de, D: serde::Deserializer<'de>>(de: D) -> Result<JobId, D::Error> {
+    let id = String::deserialize(de)?;
+    if id.is_empty() {
+        return Err(serde::de::Error::custom(
+            "the job id is empty: leave `id` out (the stream entry id stands for it) or give a non-empty string",
+        ));
+    }
+    Ok(JobId(id))
 }
 
 /// A UUIDv7 (RFC 9562) as a number: 48 bits of Unix ms, the version, a 12-bit counter that keeps
@@ -146,7 +184,10 @@ impl Failure {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Envelope<'a> {
-    /// The job id, stable across retries.
+    /// The job id, stable across retries. Left out of a new job's envelope: the worker then uses
+    /// [`JobId::for_entry`] (the queue and the entry it was stored as), and writes it explicitly
+    /// once the job moves (a retry, a delay, a lease expiry).
+    #[serde(default = "JobId::unset", skip_serializing_if = "JobId::is_unset", deserialize_with = "non_empty_id")]
     pub id: JobId,
     /// The job's registered name.
     pub job: String,
@@ -172,11 +213,18 @@ pub struct Envelope<'a> {
 }
 
 impl<'a> Envelope<'a> {
-    /// A first-attempt envelope for `payload`. It carries neither queue nor enqueue time: the
-    /// stream and the stream entry id say both, and every byte is stored once per pending job.
+    /// A first-attempt envelope for `payload`, with a new id. It carries neither queue nor
+    /// enqueue time: the stream and the stream entry id say both, and every byte is stored once
+    /// per pending job.
     pub fn new(job: impl Into<String>, payload: &'a RawValue) -> Self {
+        Self::with_id(JobId::new(), job, payload)
+    }
+
+    /// A first-attempt envelope with the given id ([`JobId::default`]-like unset id: none
+    /// written).
+    pub fn with_id(id: JobId, job: impl Into<String>, payload: &'a RawValue) -> Self {
         Self {
-            id: JobId::new(),
+            id,
             job: job.into(),
             queue: String::new(),
             attempt: 1,
@@ -211,26 +259,31 @@ impl<'a> Envelope<'a> {
     }
 }
 
-/// The stored text of a new job's first-attempt envelope, with a new id: the same bytes as
-/// `Envelope::new(job, &encode_payload(payload, limit)?).encode()`, written in one pass into one
-/// buffer. Refuses payloads over `limit` bytes.
+/// The stored text of a new job's first-attempt envelope: the same bytes as
+/// `Envelope::with_id(id, job, &encode_payload(payload, limit)?).encode()`, written in one pass
+/// into one buffer. With `id` unset (the common case) no id is written: the entry's id stands
+/// for it. Refuses payloads over `limit` bytes.
 pub fn encode_new<T: Serialize + ?Sized>(
+    id: &JobId,
     job: &str,
     payload: &T,
     limit: usize,
-) -> Result<(JobId, String), DecodeError> {
-    let id = JobId::new();
-    let mut out = Vec::with_capacity(96 + job.len());
-    out.extend_from_slice(b"{\"id\":");
-    serde_json::to_writer(&mut out, id.as_str()).expect("a string always serializes");
-    out.extend_from_slice(b",\"job\":");
+) -> Result<String, DecodeError> {
+    let mut out = Vec::with_capacity(80 + job.len());
+    if id.is_unset() {
+        out.extend_from_slice(b"{\"job\":");
+    } else {
+        out.extend_from_slice(b"{\"id\":");
+        serde_json::to_writer(&mut out, id.as_str()).expect("a string always serializes");
+        out.extend_from_slice(b",\"job\":");
+    }
     serde_json::to_writer(&mut out, job).expect("a string always serializes");
     out.extend_from_slice(b",\"payload\":");
     let start = out.len();
     serde_json::to_writer(&mut out, payload).map_err(serialize_error)?;
     check_size(&out[start..], limit)?;
     out.push(b'}');
-    Ok((id, String::from_utf8(out).expect("serde_json writes UTF-8")))
+    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
 fn serialize_error(e: serde_json::Error) -> DecodeError {
@@ -345,6 +398,14 @@ impl DecodeError {
         )
     }
 
+    /// A stream entry whose `e` field is there but empty.
+    pub fn empty_field_e() -> Self {
+        Self::without_position(
+            DecodeErrorKind::Envelope,
+            "the stream entry's `e` field is empty: it must hold the envelope JSON (see docs/wire-format.md)".into(),
+        )
+    }
+
     /// An error about the whole input, not a place in it.
     fn without_position(kind: DecodeErrorKind, message: String) -> Self {
         DecodeError {
@@ -365,7 +426,9 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     let text = utf8(bytes)?;
     let start = text.len() - text.trim_start().len();
     if !text[start..].starts_with('{') {
-        let found: String = text[start..].chars().take(1).collect();
+        let first = text[start..].chars().next().map_or(0, char::len_utf8);
+        let mut found = String::new();
+        escape_into(&mut found, &bytes[start..start + first]);
         return Err(DecodeError {
             kind: DecodeErrorKind::Envelope,
             message: if found.is_empty() {
@@ -509,6 +572,13 @@ fn window(bytes: &[u8], offset: usize) -> String {
     out
 }
 
+/// Characters that print as nothing or move the text around: control characters, the byte-order
+/// mark, zero-width and direction marks. Shown escaped, so a diagnostic shows what is there.
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{feff}' | '\u{00ad}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}')
+}
+
 fn escape_into(out: &mut String, bytes: &[u8]) {
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -516,7 +586,7 @@ fn escape_into(out: &mut String, bytes: &[u8]) {
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
-                c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c if is_invisible(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
                 c => out.push(c),
             }
         }
@@ -677,14 +747,38 @@ mod tests {
             title: "a \"quoted\" title\n",
             n: 7,
         };
-        let (id, text) = encode_new("site\"gen", &page, MAX_PAYLOAD_BYTES).unwrap();
         let payload = encode_payload(&page, MAX_PAYLOAD_BYTES).unwrap();
-        let mut env = Envelope::new("site\"gen", &payload);
-        env.id = id.clone();
-        assert_eq!(text, env.encode());
-        let back = decode_envelope(text.as_bytes()).unwrap();
-        assert_eq!((back.id, back.job.as_str()), (id, "site\"gen"));
-        let err = encode_new("big", &"x".repeat(100), 50).unwrap_err();
+        for id in [JobId::from(""), JobId::new()] {
+            let text = encode_new(&id, "site\"gen", &page, MAX_PAYLOAD_BYTES).unwrap();
+            let env = Envelope::with_id(id.clone(), "site\"gen", &payload);
+            assert_eq!(text, env.encode());
+            assert_eq!(text.contains("\"id\""), !id.is_unset(), "an unset id is not written");
+            let back = decode_envelope(text.as_bytes()).unwrap();
+            assert_eq!((back.id, back.job.as_str()), (id, "site\"gen"));
+        }
+        let err = encode_new(&JobId::from(""), "big", &"x".repeat(100), 50).unwrap_err();
         assert_eq!(err.kind, DecodeErrorKind::TooLarge);
+    }
+
+    #[test]
+    fn an_empty_id_is_refused_and_a_missing_one_is_unset() {
+        let err = decode_envelope(br#"{"id":"","job":"j","payload":{}}"#).unwrap_err();
+        assert!(err.to_string().contains("the job id is empty"), "{err}");
+        assert_eq!(err.path.as_deref(), Some("id"));
+        let env = decode_envelope(br#"{"job":"j","payload":{}}"#).unwrap();
+        assert!(env.id.is_unset());
+        let id = JobId::for_entry("a/b", "1700000000000-3");
+        assert_eq!(id.as_str(), "a/b/1700000000000-3");
+        assert_eq!(id.entry(), Some(("a/b", "1700000000000-3")));
+        assert_eq!(JobId::new().entry(), None);
+    }
+
+    #[test]
+    fn invisible_characters_are_escaped_in_diagnostics() {
+        let err = decode_envelope("\u{feff}{\"job\":1}".as_bytes()).unwrap_err();
+        assert!(err.message.contains("\\u{feff}"), "{}", err.message);
+        assert!(!err.message.contains('\u{feff}') && !err.window.contains('\u{feff}'), "{err:?}");
+        let err = decode_payload::<u32>("\u{200b}7").unwrap_err();
+        assert!(err.window.contains("\\u{200b}") && !err.window.contains('\u{200b}'), "{err:?}");
     }
 }

@@ -107,9 +107,7 @@ async fn completed_jobs_are_gone<B: Broker>(b: &B, q: &B::Queue) {
     let got = claim(b, q, CONSUMER, 10, SHORT).await;
     let ops: Vec<Settle> = got
         .iter()
-        .map(|d| Settle::Complete {
-            entry_id: d.entry_id.clone(),
-        })
+        .map(|d| Settle::complete(d.entry_id.clone()))
         .collect();
     b.settle(q, &ops, opts()).await.expect("settle");
     assert_eq!(b.requeue_expired(q, Duration::ZERO).await.expect("requeue"), 0);
@@ -123,11 +121,10 @@ async fn completed_jobs_are_gone<B: Broker>(b: &B, q: &B::Queue) {
 async fn settling_twice_changes_nothing<B: Broker>(b: &B, q: &B::Queue) {
     b.push(q, &[env(1), env(2)]).await.expect("push");
     let got = claim(b, q, CONSUMER, 10, SHORT).await;
-    let done = Settle::Complete {
-        entry_id: got[0].entry_id.clone(),
-    };
+    let done = Settle::complete(got[0].entry_id.clone());
     let retry = Settle::Retry {
         entry_id: got[1].entry_id.clone(),
+        job_id: "contract-2".into(),
         due_ms: 1,
         envelope: env(20),
     };
@@ -146,6 +143,7 @@ async fn a_retry_waits_until_due_then_runs_again<B: Broker>(b: &B, q: &B::Queue)
     let due = now + 60_000;
     let op = Settle::Retry {
         entry_id: got[0].entry_id.clone(),
+        job_id: "contract-1".into(),
         due_ms: due,
         envelope: env(2),
     };
@@ -165,6 +163,7 @@ async fn a_snooze_waits_until_due<B: Broker>(b: &B, q: &B::Queue) {
     let due = Clock::system().now_ms() + 60_000;
     let op = Settle::Snooze {
         entry_id: got[0].entry_id.clone(),
+        job_id: "contract-1".into(),
         due_ms: due,
         envelope: env(1),
     };
@@ -199,9 +198,7 @@ async fn renewing_keeps_only_leases_still_held<B: Broker>(b: &B, q: &B::Queue) {
     assert!(b.renew(q, CONSUMER, &[]).await.expect("renew nothing").is_empty());
     b.settle(
         q,
-        &[Settle::Complete {
-            entry_id: ids[0].clone(),
-        }],
+        &[Settle::complete(ids[0].clone())],
         opts(),
     )
     .await
@@ -234,11 +231,10 @@ async fn a_settle_after_the_lease_was_lost_changes_nothing<B: Broker>(b: &B, q: 
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(b.requeue_expired(q, Duration::from_millis(1)).await.expect("requeue"), 1);
     let stale = [
-        Settle::Complete {
-            entry_id: got[0].entry_id.clone(),
-        },
+        Settle::complete(got[0].entry_id.clone()),
         Settle::Retry {
             entry_id: got[0].entry_id.clone(),
+            job_id: "contract-1".into(),
             due_ms: 1,
             envelope: env(99),
         },
@@ -306,12 +302,8 @@ async fn trimming_never_removes_a_waiting_or_leased_job<B: Broker>(b: &B, q: &B:
     let got = claim(b, q, CONSUMER, 3, SHORT).await;
     // Complete the first and the third; the second stays leased; the fourth waits.
     let ops = [
-        Settle::Complete {
-            entry_id: got[0].entry_id.clone(),
-        },
-        Settle::Complete {
-            entry_id: got[2].entry_id.clone(),
-        },
+        Settle::complete(got[0].entry_id.clone()),
+        Settle::complete(got[2].entry_id.clone()),
     ];
     b.settle(q, &ops, opts()).await.expect("settle");
     b.push(q, &envs[4..]).await.expect("push");

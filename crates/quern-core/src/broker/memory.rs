@@ -174,6 +174,10 @@ impl Broker for MemoryBroker {
     type Claimer = ();
     type Waiter = ();
 
+    fn describe(&self) -> String {
+        "memory".to_owned()
+    }
+
     fn queue(&self, name: &str) -> Result<MemoryQueue, MemoryError> {
         Ok(self.get(name))
     }

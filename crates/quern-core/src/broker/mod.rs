@@ -36,9 +36,12 @@ pub struct Delivery {
     pub envelope: Vec<u8>,
     /// How many times this job's lease expired before (its workers died).
     pub lease_expiries: u32,
-    /// When the stored entry was not in Quern's format at all: everything it held, as a JSON
-    /// object, so the dead record keeps it.
+    /// When the stored entry was not in Quern's format at all (no `e` field): everything it
+    /// held, as a JSON object, so the dead record keeps it.
     pub foreign_fields: Option<String>,
+    /// The job's id when the entry carries it beside the envelope: the job was stored here by
+    /// a move (a lease expiry, a release) and keeps the id of where it was first stored.
+    pub job_id: Option<String>,
 }
 
 impl Delivery {
@@ -49,7 +52,15 @@ impl Delivery {
             envelope,
             lease_expiries: 0,
             foreign_fields: None,
+            job_id: None,
         }
+    }
+
+    /// Sets the job id the entry carries beside its envelope.
+    #[must_use]
+    pub fn with_job_id(mut self, id: Option<String>) -> Self {
+        self.job_id = id;
+        self
     }
 
     /// Sets how many times the job's lease expired before.
@@ -75,11 +86,16 @@ pub enum Settle {
     Complete {
         /// The delivery's entry id.
         entry_id: String,
+        /// The job id, when the job is not found by its entry alone (it has an id of its own,
+        /// or moved): what its lookup entry is kept under, removed now.
+        job_id: Option<String>,
     },
     /// Failed: run the next attempt at `due_ms`.
     Retry {
         /// The delivery's entry id.
         entry_id: String,
+        /// The job id.
+        job_id: String,
         /// Due time, ms since the epoch.
         due_ms: u64,
         /// The envelope of the next attempt.
@@ -89,6 +105,8 @@ pub enum Settle {
     Snooze {
         /// The delivery's entry id.
         entry_id: String,
+        /// The job id.
+        job_id: String,
         /// Due time, ms since the epoch.
         due_ms: u64,
         /// The envelope to run then.
@@ -106,10 +124,18 @@ pub enum Settle {
 }
 
 impl Settle {
+    /// Completes a job found by its entry alone.
+    pub fn complete(entry_id: impl Into<String>) -> Self {
+        Settle::Complete {
+            entry_id: entry_id.into(),
+            job_id: None,
+        }
+    }
+
     /// The delivery this settles.
     pub fn entry_id(&self) -> &str {
         match self {
-            Settle::Complete { entry_id }
+            Settle::Complete { entry_id, .. }
             | Settle::Retry { entry_id, .. }
             | Settle::Snooze { entry_id, .. }
             | Settle::Dead { entry_id, .. } => entry_id,
@@ -219,6 +245,14 @@ pub trait Broker: Clone + Send + Sync + 'static {
     type Claimer: Send + 'static;
     /// A connection of its own for waiting on wake-ups.
     type Waiter: Send + 'static;
+
+    /// Where this broker stores jobs, for logs (never with a password).
+    fn describe(&self) -> String;
+
+    /// The largest payload a worker runs; larger ones are dead-lettered as undecodable.
+    fn max_payload_bytes(&self) -> usize {
+        crate::envelope::MAX_PAYLOAD_BYTES
+    }
 
     /// Resolves a queue by name (refusing names that cannot be used).
     fn queue(&self, name: &str) -> Result<Self::Queue, Self::Error>;
