@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use quern_redis::{Storage, StorageError};
 
 pub(crate) struct Reconnect {
     url: String,
@@ -13,9 +12,10 @@ pub(crate) struct Reconnect {
 }
 
 impl Reconnect {
-    pub(crate) fn new(storage: &Storage, what: &'static str) -> Self {
+    /// `broker` is the broker's description for logs (password redacted).
+    pub(crate) fn new(broker: String, what: &'static str) -> Self {
         Self {
-            url: storage.config().redacted_url(),
+            url: broker,
             what,
             delay: Duration::from_millis(100),
             failures: 0,
@@ -24,15 +24,15 @@ impl Reconnect {
 
     pub(crate) fn succeeded(&mut self) {
         if self.failures > 0 {
-            tracing::info!(redis = %self.url, task = self.what, after_failures = self.failures, "Redis is reachable again");
+            tracing::info!(broker = %self.url, task = self.what, after_failures = self.failures, "Redis is reachable again");
         }
         self.failures = 0;
         self.delay = Duration::from_millis(100);
     }
 
-    pub(crate) async fn failed(&mut self, e: &StorageError) {
+    pub(crate) async fn failed(&mut self, e: &(dyn std::error::Error + 'static)) {
         self.failures += 1;
-        tracing::warn!(redis = %self.url, task = self.what, attempt = self.failures,
+        tracing::warn!(broker = %self.url, task = self.what, attempt = self.failures,
             retry_in_ms = self.delay.as_millis() as u64, error = %quern_core::ErrorChain::of(e),
             "Redis command failed; retrying");
         tokio::time::sleep(self.delay).await;

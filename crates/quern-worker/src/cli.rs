@@ -494,11 +494,7 @@ pub fn format_ms(ms: u64) -> String {
     )
 }
 
-/// A shutdown handle usable as the `shutdown` future of [`execute`] in tests.
-pub fn shutdown_from(s: &Shutdown) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let s = s.clone();
-    async move { s.wait().await }
-}
+pub use crate::worker::shutdown_from;
 
 #[cfg(test)]
 mod tests {

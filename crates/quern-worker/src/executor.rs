@@ -1,42 +1,18 @@
 //! Runs one execution: acquire resources, run under timeout, catch panics, release resources —
 //! on every path — in the job's isolation.
 
-use std::any::Any;
-use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use quern_core::{
-    DecodeError, Extensions, Isolation, Job, JobContext, JobError, Outcome, Resource, ResourceContext,
-    Shutdown,
-};
+use quern_core::lifecycle::{AttemptOutcome, Stage};
+use quern_core::{Extensions, Isolation, Job, JobContext, JobError, Outcome, Resource, ResourceContext, Shutdown};
 
-/// How one execution ended, as the worker sees it.
-#[derive(Debug)]
-pub(crate) enum ExecOutcome {
-    Succeeded,
-    /// `run` or a resource returned an error.
-    Failed {
-        error: JobError,
-        during: &'static str,
-    },
-    /// `run` panicked: the message with its location, and a backtrace when enabled.
-    Panicked {
-        message: String,
-        backtrace: Option<String>,
-    },
-    TimedOut {
-        after: Duration,
-    },
-    /// Cancelled by shutdown: not settled; the job goes back to its queue.
-    Cancelled,
-    Undecodable(DecodeError),
-}
+use crate::panic::{IN_EXECUTION, LAST_PANIC_BACKTRACE, panic_message};
 
 /// Limits the worker imposes on an execution.
 #[derive(Debug, Clone)]
@@ -55,11 +31,11 @@ pub(crate) struct How {
 /// Runs `job` once, in the isolation its options ask for.
 pub(crate) async fn execute<J: Job>(
     job: J,
-    ctx: JobContext,
+    ctx: Arc<JobContext>,
     ext: Arc<Extensions>,
     options: How,
     limits: Limits,
-) -> ExecOutcome {
+) -> AttemptOutcome {
     match options.isolation {
         Isolation::Runtime => {
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -72,9 +48,9 @@ pub(crate) async fn execute<J: Job>(
                 let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = tx.send(ExecOutcome::Failed {
+                        let _ = tx.send(AttemptOutcome::Failed {
                             error: JobError::retryable(e).context("building the execution's runtime"),
-                            during: "isolation",
+                            stage: Stage::Isolation,
                         });
                         return;
                     }
@@ -85,21 +61,21 @@ pub(crate) async fn execute<J: Job>(
                 let _ = tx.send(outcome);
             });
             if let Err(e) = spawned {
-                return ExecOutcome::Failed {
+                return AttemptOutcome::Failed {
                     error: JobError::retryable(e).context("starting the execution's thread"),
-                    during: "isolation",
+                    stage: Stage::Isolation,
                 };
             }
             // A job that blocks its thread cannot honour its timeout from inside: the worker
             // stops waiting a little after it, and abandons the thread.
             let outer = timeout.map(|t| t + Duration::from_secs(1));
             tokio::select! {
-                r = rx => r.unwrap_or(ExecOutcome::Panicked {
+                r = rx => r.unwrap_or(AttemptOutcome::Panicked {
                     message: "the execution's thread ended without a result".into(),
                     backtrace: None,
                 }),
-                _ = sleep_opt(outer) => ExecOutcome::TimedOut { after: timeout.unwrap_or_default() },
-                _ = hard_stop.wait() => ExecOutcome::Cancelled,
+                _ = sleep_opt(outer) => AttemptOutcome::TimedOut { after: timeout.unwrap_or_default() },
+                _ = hard_stop.wait() => AttemptOutcome::Interrupted,
             }
         }
         _ => run_once(job, &ctx, &ext, options.timeout, &limits.hard_stop).await,
@@ -120,13 +96,13 @@ async fn run_once<J: Job>(
     ext: &Extensions,
     timeout: Option<Duration>,
     hard_stop: &Shutdown,
-) -> ExecOutcome {
+) -> AttemptOutcome {
     let mut resources = match <J::Resources as Resource>::acquire(ResourceContext::new(ctx, ext)).await {
         Ok(r) => r,
         Err(error) => {
-            return ExecOutcome::Failed {
+            return AttemptOutcome::Failed {
                 error,
-                during: "acquiring resources",
+                stage: Stage::Acquire,
             };
         }
     };
@@ -139,23 +115,23 @@ async fn run_once<J: Job>(
                     None => Some(run.await),
                 }
             } => match r {
-                None => ExecOutcome::TimedOut { after: timeout.unwrap_or_default() },
-                Some(Ok(Ok(()))) => ExecOutcome::Succeeded,
-                Some(Ok(Err(error))) => ExecOutcome::Failed { error, during: "run" },
+                None => AttemptOutcome::TimedOut { after: timeout.unwrap_or_default() },
+                Some(Ok(Ok(()))) => AttemptOutcome::Succeeded,
+                Some(Ok(Err(error))) => AttemptOutcome::Failed { error, stage: Stage::Run },
                 Some(Err(panic)) => {
                     let backtrace = LAST_PANIC_BACKTRACE.with(|c| c.borrow_mut().take());
-                    ExecOutcome::Panicked { message: panic_message(panic), backtrace }
+                    AttemptOutcome::Panicked { message: panic_message(panic), backtrace }
                 }
             },
-            _ = hard_stop.wait() => ExecOutcome::Cancelled,
+            _ = hard_stop.wait() => AttemptOutcome::Interrupted,
         }
     };
     let for_resource = match &outcome {
-        ExecOutcome::Succeeded => Outcome::Succeeded,
-        ExecOutcome::Failed { .. } | ExecOutcome::Undecodable(_) => Outcome::Failed,
-        ExecOutcome::Panicked { .. } => Outcome::Panicked,
-        ExecOutcome::TimedOut { .. } => Outcome::TimedOut,
-        ExecOutcome::Cancelled => Outcome::Cancelled,
+        AttemptOutcome::Succeeded | AttemptOutcome::Snoozed { .. } => Outcome::Succeeded,
+        AttemptOutcome::Panicked { .. } => Outcome::Panicked,
+        AttemptOutcome::TimedOut { .. } => Outcome::TimedOut,
+        AttemptOutcome::Cancelled | AttemptOutcome::Interrupted => Outcome::Cancelled,
+        _ => Outcome::Failed,
     };
     // A panicking release must not take the worker down either.
     if let Err(p) = AssertUnwindSafe(resources.release(for_resource))
@@ -165,13 +141,6 @@ async fn run_once<J: Job>(
         tracing::error!(panic = %panic_message(p), "releasing the job's resources panicked");
     }
     outcome
-}
-
-thread_local! {
-    static LAST_PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
-    static LAST_PANIC_BACKTRACE: RefCell<Option<String>> = const { RefCell::new(None) };
-    /// Set while a job's `run` is being polled on this thread.
-    static IN_EXECUTION: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Marks the thread as running a job while `run` is polled, so the panic hook knows a panic
@@ -189,40 +158,3 @@ impl<F: Future> Future for InExecution<F> {
     }
 }
 
-/// Installs (once) a panic hook. A panic inside a job is recorded — message, location
-/// (`src/jobs.rs:42:9`) and, when `RUST_BACKTRACE` is set, a backtrace — and logged once by the
-/// worker with the job's id, instead of being printed to stderr. Other panics go to the previous
-/// hook.
-pub(crate) fn install_panic_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_EXECUTION.with(Cell::get) {
-                previous(info);
-                return;
-            }
-            let loc = info
-                .location()
-                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-            LAST_PANIC_LOCATION.with(|c| *c.borrow_mut() = loc);
-            let bt = std::backtrace::Backtrace::capture();
-            let bt = (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
-            LAST_PANIC_BACKTRACE.with(|c| *c.borrow_mut() = bt);
-        }));
-    });
-}
-
-fn panic_message(panic: Box<dyn Any + Send>) -> String {
-    let msg = if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_owned()
-    };
-    match LAST_PANIC_LOCATION.with(|c| c.borrow_mut().take()) {
-        Some(loc) => format!("{msg} (at {loc})"),
-        None => msg,
-    }
-}

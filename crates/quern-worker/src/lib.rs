@@ -2,22 +2,34 @@
 //!
 //! # Layout
 //! - [`registry`] — [`Registry`], the job types a worker knows by name.
-//! - [`worker`] — [`Worker`], the fetch loop (claims jobs in batches), execution and shutdown.
-//! - `executor`: one execution: resources, timeout, panics, isolation.
+//! - [`worker`] — [`Worker`] (generic over its broker), its config, the fetcher (claims jobs in
+//!   batches) and the start/shutdown sequence.
+//! - `pipeline`: one delivery, from decoding to its outcome. `fate`: the outcome, through the
+//!   lifecycle model, to a settle op, an event and one log line.
+//! - [`middleware`] — tower layers around every execution.
+//! - `executor`: one execution: resources, timeout, panics, isolation. `panic`: the panic hook.
 //! - `settler`: writes results in batches. `lease`: renews leases, requeues expired ones.
 //!   `promoter`: moves delayed jobs and retries to the queue when due.
-//! - [`cli`] — the `run`, `stats`, `enqueue`, `dead` and `job` commands for a worker binary.
+//! - `cli` (feature `cli`, on by default) — the `run`, `stats`, `enqueue`, `dead` and `job`
+//!   commands for a worker binary.
 #![forbid(unsafe_code)]
 
 mod backoff;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod executor;
+mod fate;
 mod in_flight;
 mod lease;
+pub mod middleware;
+mod panic;
+mod pipeline;
 mod promoter;
 pub mod registry;
 mod settler;
 pub mod worker;
 
+pub use quern_core::events::{Event, EventKind, Events};
+
 pub use registry::Registry;
-pub use worker::{Worker, WorkerConfig, WorkerError, WorkerReport, shutdown_signal};
+pub use worker::{Worker, WorkerConfig, WorkerError, WorkerReport, shutdown_from, shutdown_signal};

@@ -5,21 +5,22 @@ use std::fmt;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use quern_core::{Extensions, Job, JobContext, JobOptions, envelope::decode_payload};
+use quern_core::{AttemptOutcome, DecodeError, Extensions, Job, JobContext, JobOptions, envelope::decode_payload};
 
-use crate::executor::{self, ExecOutcome, Limits};
+use crate::executor::{self, Limits};
 
-/// Runs one execution of a registered job type from its raw payload.
+/// Prepares one execution of a registered job type from its raw payload.
 pub(crate) trait Handler: Send + Sync {
     fn options(&self) -> &JobOptions;
-    /// Decodes `payload` now (so the caller need not copy it) and returns the execution.
-    fn execute(
+    /// Decodes `payload` now (so the caller need not copy it) and returns the execution, not
+    /// yet started.
+    fn prepare(
         &self,
-        ctx: JobContext,
+        ctx: Arc<JobContext>,
         payload: &str,
         ext: Arc<Extensions>,
         limits: Limits,
-    ) -> BoxFuture<'static, ExecOutcome>;
+    ) -> Result<BoxFuture<'static, AttemptOutcome>, DecodeError>;
 }
 
 struct Typed<J: Job> {
@@ -32,22 +33,19 @@ impl<J: Job> Handler for Typed<J> {
         &self.options
     }
 
-    fn execute(
+    fn prepare(
         &self,
-        ctx: JobContext,
+        ctx: Arc<JobContext>,
         payload: &str,
         ext: Arc<Extensions>,
         limits: Limits,
-    ) -> BoxFuture<'static, ExecOutcome> {
-        let job: J = match decode_payload(payload) {
-            Ok(job) => job,
-            Err(e) => return Box::pin(std::future::ready(ExecOutcome::Undecodable(e))),
-        };
+    ) -> Result<BoxFuture<'static, AttemptOutcome>, DecodeError> {
+        let job: J = decode_payload(payload)?;
         let how = executor::How {
             isolation: self.options.isolation,
             timeout: self.options.timeout,
         };
-        Box::pin(executor::execute(job, ctx, ext, how, limits))
+        Ok(Box::pin(executor::execute(job, ctx, ext, how, limits)))
     }
 }
 
@@ -104,6 +102,11 @@ impl Registry {
     /// The options of the job type `name`.
     pub fn options(&self, name: &str) -> Option<&JobOptions> {
         self.handlers.get(name).map(|h| h.options())
+    }
+
+    /// Registered names, sorted, owned.
+    pub(crate) fn owned_names(&self) -> Vec<String> {
+        self.names().into_iter().map(str::to_owned).collect()
     }
 
     /// Registered names, sorted.

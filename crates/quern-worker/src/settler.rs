@@ -1,15 +1,19 @@
 //! Settles finished executions in batches: one round trip for everything that finished since
-//! the last one. A batch that cannot be written is retried, never dropped.
+//! the last one. A batch that cannot be written for now is written again, never dropped; a
+//! write the storage refuses is decided per job by the lifecycle model
+//! ([`after_settle_error`]): dead-lettered, or surfaced, never left to block the queue.
 //!
 //! Completed jobs are acknowledged, and their entries trimmed from the head of the stream in
-//! blocks ([`Storage::trim_acked`]), which costs Redis less than deleting each one. Trimming stops
-//! at the oldest leased entry: while a long job holds it back, completed entries are deleted one
-//! by one instead, so the stream never keeps more than about [`HOLD_BACK_MS`] of them.
+//! blocks ([`Broker::trim`]), which costs Redis less than deleting each one. Trimming stops at
+//! the oldest leased entry: while a long job holds it back, completed entries are deleted one by
+//! one instead, so the stream never keeps more than about [`HOLD_BACK_MS`] of them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use quern_redis::{DeadRetention, QueueKeys, Settle, Storage};
+use quern_core::envelope::{Failure, decode_envelope};
+use quern_core::lifecycle::{AfterSettleError, FailureKind, after_settle_error};
+use quern_core::{Broker, BrokerError, Clock, DeadReason, DeadRecord, DeadRetention, ErrorChain, Settle, SettleOptions, Shutdown};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -26,57 +30,156 @@ const TRIM_AFTER: Duration = Duration::from_millis(100);
 /// trimming is held back: completed entries are deleted as they are acknowledged.
 pub(crate) const HOLD_BACK_MS: u64 = 1_000;
 
-/// Runs until every sender is dropped and everything received is written, or `give_up` fires
-/// while Redis is unreachable (the unwritten jobs keep their leases and run again elsewhere).
-pub(crate) async fn run(
-    storage: Storage,
-    keys: QueueKeys,
-    mut rx: mpsc::UnboundedReceiver<Settle>,
-    in_flight: Arc<InFlight>,
-    retention: DeadRetention,
-    give_up: quern_core::Shutdown,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut reconnect = Reconnect::new(&storage, "settling jobs");
-    let mut trim = Trimmer::default();
-    loop {
-        let received = match trim.due_at() {
-            // Acknowledged entries wait to be trimmed: wake up for them even if nothing comes.
-            Some(at) => tokio::time::timeout_at(at, rx.recv_many(&mut batch, MAX_BATCH))
-                .await
-                .ok(),
-            None => Some(rx.recv_many(&mut batch, MAX_BATCH).await),
-        };
-        if received == Some(0) {
-            // Every sender is gone: trim what this worker acknowledged, then stop.
-            trim.run(&storage, &keys).await;
-            return;
+pub(crate) struct Settler<B: Broker> {
+    pub broker: B,
+    pub queue: B::Queue,
+    pub name: Arc<str>,
+    pub in_flight: Arc<InFlight>,
+    pub retention: DeadRetention,
+    pub clock: Clock,
+}
+
+impl<B: Broker> Settler<B> {
+    /// Runs until every sender is dropped and everything received is written, or `give_up`
+    /// fires while the storage is unreachable (the unwritten jobs keep their leases and run
+    /// again elsewhere).
+    pub(crate) async fn run(self, mut rx: mpsc::UnboundedReceiver<Settle>, give_up: Shutdown) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut reconnect = Reconnect::new(self.broker.describe(), "settling jobs");
+        let mut trim = Trimmer::default();
+        loop {
+            let received = match trim.due_at() {
+                // Acknowledged entries wait to be trimmed: wake up for them even if nothing comes.
+                Some(at) => tokio::time::timeout_at(at, rx.recv_many(&mut batch, MAX_BATCH))
+                    .await
+                    .ok(),
+                None => Some(rx.recv_many(&mut batch, MAX_BATCH).await),
+            };
+            if received == Some(0) {
+                // Every sender is gone: trim what this worker acknowledged, then stop.
+                trim.run(&self.broker, &self.queue, &self.name).await;
+                return;
+            }
+            if !batch.is_empty() {
+                if !self.write(&batch, trim.delete_acked, &mut reconnect, &give_up).await {
+                    return;
+                }
+                let acked = batch.iter().filter(|op| matches!(op, Settle::Complete { .. })).count();
+                trim.acknowledged(acked);
+                self.in_flight.remove_all(batch.iter().map(Settle::entry_id));
+                batch.clear();
+            }
+            if trim.is_due() {
+                trim.run(&self.broker, &self.queue, &self.name).await;
+            }
         }
-        if !batch.is_empty() {
-            loop {
-                match storage.settle(&keys, &batch, retention, trim.delete_acked).await {
-                    Ok(()) => {
-                        reconnect.succeeded();
-                        break;
+    }
+
+    /// Writes `batch`, trying again while the storage is unreachable; false when `give_up`
+    /// fired first.
+    pub(crate) async fn write(
+        &self,
+        batch: &[Settle],
+        delete_acked: bool,
+        reconnect: &mut Reconnect,
+        give_up: &Shutdown,
+    ) -> bool {
+        let options = SettleOptions::new(self.retention, delete_acked);
+        loop {
+            match self.broker.settle(&self.queue, batch, options).await {
+                Ok(()) => {
+                    reconnect.succeeded();
+                    return true;
+                }
+                Err(e) if e.is_retryable() => {
+                    if give_up.is_triggered() {
+                        tracing::error!(queue = &*self.name, unsettled = batch.len(), error = %ErrorChain::of(&e),
+                            "shutting down with results not written; those jobs keep their leases and will run again");
+                        return false;
                     }
-                    Err(e) => {
-                        if give_up.is_triggered() {
-                            tracing::error!(queue = %keys.queue, unsettled = batch.len(), error = %quern_core::ErrorChain::of(&e),
-                                "shutting down with results not written; those jobs keep their leases and will run again");
-                            return;
+                    reconnect.failed(&e).await;
+                }
+                Err(e) => {
+                    // Refused: find which ops the storage refuses, so the others are written.
+                    if batch.len() == 1 {
+                        self.refused(&batch[0], &e, options).await;
+                    } else {
+                        for op in batch {
+                            if let Err(e) = self.broker.settle(&self.queue, std::slice::from_ref(op), options).await {
+                                self.refused(op, &e, options).await;
+                            }
                         }
-                        reconnect.failed(&e).await;
                     }
+                    return true;
                 }
             }
-            let acked = batch.iter().filter(|op| matches!(op, Settle::Ack { .. })).count();
-            trim.acknowledged(acked);
-            in_flight.remove_all(batch.iter().map(Settle::entry_id));
-            batch.clear();
         }
-        if trim.is_due() {
-            trim.run(&storage, &keys).await;
+    }
+
+    /// An op the storage refused (or could not take one by one).
+    async fn refused(&self, op: &Settle, err: &B::Error, options: SettleOptions) {
+        let chain = ErrorChain::of(err);
+        match after_settle_error(op.kind(), err.is_retryable()) {
+            AfterSettleError::DeadLetter => {
+                if let Some(dead) = self.dead_instead(op, &chain) {
+                    match self.broker.settle(&self.queue, std::slice::from_ref(&dead), options).await {
+                        Ok(()) => {
+                            tracing::error!(queue = &*self.name, entry = op.entry_id(), error = %chain,
+                                "the job's outcome was refused by the storage; dead-lettered instead");
+                            return;
+                        }
+                        Err(e) => {
+                            return self.surface(op, &ErrorChain::of(&e));
+                        }
+                    }
+                }
+                self.surface(op, &chain);
+            }
+            _ => self.surface(op, &chain),
         }
+    }
+
+    /// The dead record that replaces a refused retry or snooze.
+    fn dead_instead(&self, op: &Settle, chain: &ErrorChain) -> Option<Settle> {
+        let (Settle::Retry {
+            entry_id,
+            job_id,
+            envelope,
+            ..
+        }
+        | Settle::Snooze {
+            entry_id,
+            job_id,
+            envelope,
+            ..
+        }) = op
+        else {
+            return None;
+        };
+        let now = self.clock.now_ms();
+        let message = format!("{}: writing its next attempt failed: {chain}", DeadReason::SettleRefused.describe());
+        let mut record = DeadRecord::new(job_id.clone(), &self.name, DeadReason::SettleRefused, message, envelope.as_bytes(), now);
+        if let Ok(env) = decode_envelope(envelope.as_bytes()) {
+            record = record.with_envelope(&env, env.attempt);
+        }
+        let failure = Failure {
+            attempt: record.attempt,
+            at: now,
+            kind: FailureKind::Settle.as_str().to_owned(),
+            chain: chain.0.clone(),
+        };
+        Some(Settle::Dead {
+            entry_id: entry_id.clone(),
+            job_id: job_id.clone(),
+            record: record.with_failure(failure).encode(),
+        })
+    }
+
+    /// Gives up writing `op`: logged with the whole chain; its lease is no longer renewed, so it
+    /// expires and the job runs again (or ends dead once its attempts are spent).
+    fn surface(&self, op: &Settle, chain: &ErrorChain) {
+        tracing::error!(queue = &*self.name, entry = op.entry_id(), outcome = ?op.kind(), error = %chain,
+            "the storage refused this job's outcome and retrying cannot fix it; the job is left to its lease, which expires and runs it again");
     }
 }
 
@@ -108,24 +211,24 @@ impl Trimmer {
     }
 
     /// Trims; a failure is only logged (the entries are trimmed next time; nothing is lost).
-    async fn run(&mut self, storage: &Storage, keys: &QueueKeys) {
+    async fn run<B: Broker>(&mut self, broker: &B, queue: &B::Queue, name: &str) {
         if self.untrimmed == 0 {
             return;
         }
         self.untrimmed = 0;
         self.since = None;
-        match storage.trim_acked(keys).await {
+        match broker.trim(queue).await {
             Ok(report) => {
-                let held = report.held_back_ms() > HOLD_BACK_MS;
+                let held = report.held_back_ms > HOLD_BACK_MS;
                 if held != self.delete_acked {
-                    tracing::debug!(queue = %keys.queue, oldest_leased = ?report.oldest_leased, held_back_ms = report.held_back_ms(),
+                    tracing::debug!(queue = name, oldest_leased = ?report.oldest_leased, held_back_ms = report.held_back_ms,
                         "{}", if held { "a long lease holds trimming back; deleting completed jobs one by one" }
                         else { "trimming completed jobs in blocks" });
                 }
                 self.delete_acked = held;
             }
             Err(e) => {
-                tracing::debug!(queue = %keys.queue, error = %quern_core::ErrorChain::of(&e), "trimming completed jobs failed; will try again");
+                tracing::debug!(queue = name, error = %ErrorChain::of(&e), "trimming completed jobs failed; will try again");
             }
         }
     }

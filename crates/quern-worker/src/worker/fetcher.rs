@@ -1,0 +1,117 @@
+//! Claims jobs for one queue in batches, as many as there are free execution slots, and starts
+//! an execution for each.
+
+use std::sync::Arc;
+
+use quern_core::{Broker, BrokerError, Delivery, Settle};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::task::TaskTracker;
+
+use super::{Shared, WorkerConfig};
+use crate::backoff::Reconnect;
+use crate::in_flight::InFlight;
+
+pub(crate) struct Fetcher<B: Broker> {
+    pub broker: B,
+    pub queue: B::Queue,
+    pub name: Arc<str>,
+    pub config: Arc<WorkerConfig>,
+    pub semaphore: Arc<Semaphore>,
+    pub in_flight: Arc<InFlight>,
+    pub settle: mpsc::UnboundedSender<Settle>,
+    pub shared: Arc<Shared>,
+    pub executions: TaskTracker,
+}
+
+impl<B: Broker> Fetcher<B> {
+    pub(crate) async fn run(self) {
+        let stop = self.shared.soft_stop.clone();
+        let mut reconnect = Reconnect::new(self.broker.describe(), "reading jobs");
+        let mut claimer = loop {
+            tokio::select! {
+                c = self.broker.claimer(self.config.block) => match c {
+                    Ok(c) => break c,
+                    Err(e) => reconnect.failed(&e).await,
+                },
+                _ = stop.wait() => return,
+            }
+        };
+        loop {
+            let first = tokio::select! {
+                p = self.semaphore.clone().acquire_owned() => p.expect("semaphore never closed"),
+                _ = stop.wait() => return,
+            };
+            let mut permits = vec![first];
+            while permits.len() < self.config.batch {
+                match self.semaphore.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+            let claim = self.broker.claim(
+                &mut claimer,
+                &self.queue,
+                &self.config.consumer,
+                permits.len(),
+                self.config.block,
+            );
+            let claimed = tokio::select! {
+                r = claim => r,
+                // Anything handed to this consumer after this point is given back at shutdown.
+                _ = stop.wait() => return,
+            };
+            match claimed {
+                Ok(deliveries) => {
+                    reconnect.succeeded();
+                    self.in_flight
+                        .insert_all(deliveries.iter().map(|d| d.entry_id.as_str()));
+                    let claimed_at = tokio::time::Instant::now();
+                    for d in deliveries {
+                        let permit = permits.pop().expect("never more deliveries than permits");
+                        self.spawn(d, permit, claimed_at);
+                    }
+                }
+                Err(e) => {
+                    if e.needs_prepare() && self.broker.prepare(&self.queue).await.is_ok() {
+                        // Redis lost the group (restarted without persistence, or keys deleted):
+                        // recreated, so read again at once.
+                        tracing::warn!(queue = %self.name, "the consumer group was missing (Redis restarted without persistence?); recreated it");
+                        continue;
+                    }
+                    drop(permits);
+                    tokio::select! {
+                        _ = reconnect.failed(&e) => {}
+                        _ = stop.wait() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn spawn(&self, delivery: Delivery, permit: OwnedSemaphorePermit, claimed_at: tokio::time::Instant) {
+        let shared = self.shared.clone();
+        let queue = self.name.clone();
+        let tx = self.settle.clone();
+        let in_flight = self.in_flight.clone();
+        self.executions.spawn(async move {
+            // A delivery that waited longer than its lease (the process was frozen or
+            // overloaded) has been, or is about to be, queued again by a reaper: running it now
+            // would run it twice at once.
+            if claimed_at.elapsed() >= shared.lease {
+                shared.counters.stale.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(queue = &*queue, entry = %delivery.entry_id, waited_ms = claimed_at.elapsed().as_millis() as u64,
+                    "a claimed job waited past its lease before it could start; not run here (it runs again from its queue)");
+                in_flight.remove_all([delivery.entry_id.as_str()]);
+                drop(permit);
+                return;
+            }
+            let op = crate::pipeline::process(&shared, &queue, delivery).await;
+            drop(permit);
+            // `None`: cancelled by shutdown; the job stays leased until released to its queue.
+            if let Some(op) = op {
+                // The settler outlives every execution; a send only fails if it panicked.
+                let _ = tx.send(op);
+            }
+        });
+    }
+}
