@@ -66,7 +66,14 @@ pub struct DeadRecord {
 impl DeadRecord {
     /// A record, made at `died_at` (ms since the epoch), for the stored bytes `raw` of a job on
     /// `queue`; fill the rest with the setters.
-    pub fn new(id: String, queue: &str, reason: DeadReason, message: String, raw: &[u8], died_at: u64) -> Self {
+    pub fn new(
+        id: String,
+        queue: &str,
+        reason: DeadReason,
+        message: String,
+        raw: &[u8],
+        died_at: u64,
+    ) -> Self {
         let (envelope, raw_hex) = match std::str::from_utf8(raw) {
             Ok(s) => (Some(s.to_owned()), None),
             Err(_) => (None, Some(raw.iter().map(|b| format!("{b:02x}")).collect())),

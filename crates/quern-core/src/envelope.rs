@@ -61,7 +61,9 @@ impl JobId {
     /// The `(queue, entry id)` an id made by [`for_entry`](Self::for_entry) names (split at
     /// its last `/`); `None` for other ids.
     pub fn entry(&self) -> Option<(&str, &str)> {
-        self.0.rsplit_once('/').filter(|(q, e)| !q.is_empty() && !e.is_empty())
+        self.0
+            .rsplit_once('/')
+            .filter(|(q, e)| !q.is_empty() && !e.is_empty())
     }
 
     /// No id: what an envelope without one decodes to.
@@ -187,7 +189,11 @@ pub struct Envelope<'a> {
     /// The job id, stable across retries. Left out of a new job's envelope: the worker then uses
     /// [`JobId::for_entry`] (the queue and the entry it was stored as), and writes it explicitly
     /// once the job moves (a retry, a delay, a lease expiry).
-    #[serde(default = "JobId::unset", skip_serializing_if = "JobId::is_unset", deserialize_with = "non_empty_id")]
+    #[serde(
+        default = "JobId::unset",
+        skip_serializing_if = "JobId::is_unset",
+        deserialize_with = "non_empty_id"
+    )]
     pub id: JobId,
     /// The job's registered name.
     pub job: String,
@@ -402,7 +408,8 @@ impl DecodeError {
     pub fn empty_field_e() -> Self {
         Self::without_position(
             DecodeErrorKind::Envelope,
-            "the stream entry's `e` field is empty: it must hold the envelope JSON (see docs/wire-format.md)".into(),
+            "the stream entry's `e` field is empty: it must hold the envelope JSON (see docs/wire-format.md)"
+                .into(),
         )
     }
 
@@ -752,7 +759,11 @@ mod tests {
             let text = encode_new(&id, "site\"gen", &page, MAX_PAYLOAD_BYTES).unwrap();
             let env = Envelope::with_id(id.clone(), "site\"gen", &payload);
             assert_eq!(text, env.encode());
-            assert_eq!(text.contains("\"id\""), !id.is_unset(), "an unset id is not written");
+            assert_eq!(
+                text.contains("\"id\""),
+                !id.is_unset(),
+                "an unset id is not written"
+            );
             let back = decode_envelope(text.as_bytes()).unwrap();
             assert_eq!((back.id, back.job.as_str()), (id, "site\"gen"));
         }
@@ -777,8 +788,14 @@ mod tests {
     fn invisible_characters_are_escaped_in_diagnostics() {
         let err = decode_envelope("\u{feff}{\"job\":1}".as_bytes()).unwrap_err();
         assert!(err.message.contains("\\u{feff}"), "{}", err.message);
-        assert!(!err.message.contains('\u{feff}') && !err.window.contains('\u{feff}'), "{err:?}");
+        assert!(
+            !err.message.contains('\u{feff}') && !err.window.contains('\u{feff}'),
+            "{err:?}"
+        );
         let err = decode_payload::<u32>("\u{200b}7").unwrap_err();
-        assert!(err.window.contains("\\u{200b}") && !err.window.contains('\u{200b}'), "{err:?}");
+        assert!(
+            err.window.contains("\\u{200b}") && !err.window.contains('\u{200b}'),
+            "{err:?}"
+        );
     }
 }

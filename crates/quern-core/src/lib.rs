@@ -38,12 +38,12 @@ pub use broker::{Broker, BrokerError, DeadRetention, Delivery, Settle, SettleOpt
 pub use clock::{Clock, ManualClock};
 pub use context::{JobContext, Shutdown};
 pub use dead::{DeadReason, DeadRecord};
-pub use events::{Event, EventKind, Events};
-pub use lifecycle::{AttemptOutcome, Fate};
-pub use state::{JobInfo, JobState, LeaseInfo, QueueStats};
 pub use envelope::{DecodeError, DecodeErrorKind, Envelope, JobId, MAX_PAYLOAD_BYTES};
 pub use error::{ErrorChain, JobError};
+pub use events::{Event, EventKind, Events};
 pub use job::{Isolation, Job, JobOptions};
+pub use lifecycle::{AttemptOutcome, Fate};
 pub use redact::redact_url;
 pub use resource::{Extensions, Outcome, Resource, ResourceContext};
 pub use retry::Backoff;
+pub use state::{JobInfo, JobState, LeaseInfo, QueueStats};

@@ -260,7 +260,9 @@ pub fn decide(outcome: &AttemptOutcome, attempt: Attempt, policy: &Policy) -> De
                 },
                 failure: Some(failure(
                     FailureKind::UnknownJob,
-                    vec![format!("no job of this name is registered; this worker knows {known:?}")],
+                    vec![format!(
+                        "no job of this name is registered; this worker knows {known:?}"
+                    )],
                 )),
             };
         }
@@ -294,7 +296,9 @@ pub fn decide(outcome: &AttemptOutcome, attempt: Attempt, policy: &Policy) -> De
             }
             (kind, chain, error.is_retryable())
         }
-        AttemptOutcome::Panicked { message, .. } => (FailureKind::Panic, vec![format!("panicked: {message}")], true),
+        AttemptOutcome::Panicked { message, .. } => {
+            (FailureKind::Panic, vec![format!("panicked: {message}")], true)
+        }
         AttemptOutcome::TimedOut { after } => (
             FailureKind::Timeout,
             vec![format!("timed out after {} ms", after.as_millis())],

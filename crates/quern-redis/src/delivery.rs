@@ -1,22 +1,13 @@
 //! [`Delivery`]: one stream entry as a worker receives it, whichever parser read the reply.
+//!
+//! An entry's fields: `e` (the envelope), `r` (how many times its lease expired), `i` (the job
+//! id, written when the job moved here from another entry). Anything else is kept, as JSON, for
+//! the dead record of an entry that was not written by Quern.
 
+use quern_core::Delivery;
 use redis::Value;
 
 use crate::error::StorageError;
-
-/// One entry read from a queue's stream.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// The stream entry id: what acks, retries and lease renewals name.
-    pub entry_id: String,
-    /// The envelope bytes (field `e`), exactly as stored.
-    pub envelope: Vec<u8>,
-    /// How many times this job's lease expired before (field `r`).
-    pub lease_expiries: u32,
-    /// When the entry has no `e` field (not written by a Quern producer): all its fields as a
-    /// JSON object, so that what was stored is kept in the dead record.
-    pub foreign_fields: Option<String>,
-}
 
 pub(crate) fn parse_read(reply: Value) -> Result<Vec<Delivery>, StorageError> {
     let bad = |detail: &str| StorageError::Protocol {
@@ -65,8 +56,10 @@ pub(crate) fn parse_read(reply: Value) -> Result<Vec<Delivery>, StorageError> {
 /// Builds a [`Delivery`] from an entry's fields, whichever parser read them.
 #[derive(Default)]
 pub(crate) struct EntryBuilder {
-    envelope: Vec<u8>,
+    /// `None` until an `e` field is seen: an entry without one is foreign, an empty one is not.
+    envelope: Option<Vec<u8>>,
     lease_expiries: u32,
+    job_id: Option<String>,
     others: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -74,8 +67,9 @@ impl EntryBuilder {
     /// A field as bytes (`None`: a null value).
     pub(crate) fn field(&mut self, key: &[u8], value: Option<&[u8]>) {
         match (key, value) {
-            (b"e", Some(v)) => self.envelope = v.to_vec(),
+            (b"e", Some(v)) => self.envelope = Some(v.to_vec()),
             (b"r", Some(v)) => self.lease_expiries = lease_expiries(v),
+            (b"i", Some(v)) => self.job_id = job_id(v),
             (k, v) => self.other(
                 k,
                 v.map_or_else(|| "Nil".to_owned(), |b| String::from_utf8_lossy(b).into_owned()),
@@ -86,8 +80,9 @@ impl EntryBuilder {
     /// A field as redis-rs parsed it.
     pub(crate) fn field_value(&mut self, key: &[u8], value: Value) {
         match (key, value) {
-            (b"e", Value::BulkString(v)) => self.envelope = v,
+            (b"e", Value::BulkString(v)) => self.envelope = Some(v),
             (b"r", Value::BulkString(v)) => self.lease_expiries = lease_expiries(&v),
+            (b"i", Value::BulkString(v)) => self.job_id = job_id(&v),
             (k, Value::BulkString(b)) => self.other(k, String::from_utf8_lossy(&b).into_owned()),
             (k, other) => self.other(k, format!("{other:?}")),
         }
@@ -98,18 +93,20 @@ impl EntryBuilder {
             .insert(String::from_utf8_lossy(key).into_owned(), value.into());
     }
 
-    /// When the entry has no `e` field, all its fields are kept as JSON for the dead record.
+    /// When the entry has no `e` field, all its fields are kept as JSON for the dead record; an
+    /// empty `e` field is left empty (the worker names it as such).
     pub(crate) fn finish(self, entry_id: String) -> Delivery {
-        let foreign_fields = self
-            .envelope
-            .is_empty()
-            .then(|| serde_json::Value::Object(self.others).to_string());
-        Delivery {
-            entry_id,
-            envelope: self.envelope,
-            lease_expiries: self.lease_expiries,
-            foreign_fields,
-        }
+        let (envelope, foreign) = match self.envelope {
+            Some(e) => (e, None),
+            None => (
+                Vec::new(),
+                Some(serde_json::Value::Object(self.others).to_string()),
+            ),
+        };
+        Delivery::new(entry_id, envelope)
+            .with_lease_expiries(self.lease_expiries)
+            .with_job_id(self.job_id)
+            .with_foreign_fields(foreign)
     }
 }
 
@@ -118,4 +115,12 @@ fn lease_expiries(v: &[u8]) -> u32 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// The `i` field: a job id, when it is non-empty text.
+fn job_id(v: &[u8]) -> Option<String> {
+    std::str::from_utf8(v)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }

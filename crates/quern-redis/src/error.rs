@@ -28,6 +28,9 @@ pub enum StorageError {
         /// The driver's error.
         #[source]
         source: redis::RedisError,
+        /// The error code of the reply that failed (`NOGROUP`, `WRONGTYPE`, …), also when it
+        /// came inside a pipeline, where the driver reports codes it does not know as none.
+        code: Option<String>,
     },
     /// The payload could not be encoded or is too large.
     #[error("job payload refused")]
@@ -35,6 +38,13 @@ pub enum StorageError {
     /// A queue name that cannot be used.
     #[error(transparent)]
     QueueName(#[from] InvalidQueueName),
+    /// Something this version of Quern's Redis storage cannot do (a settle kind added to
+    /// `quern-core` after it was written).
+    #[error("quern-redis cannot {what}: upgrade quern-redis to the version of quern-core in use")]
+    Unsupported {
+        /// What was asked.
+        what: String,
+    },
     /// A reply that Quern did not expect (another program changed Quern's keys?).
     #[error("unexpected reply from Redis while {context}: {detail}")]
     Protocol {
@@ -47,32 +57,58 @@ pub enum StorageError {
 
 impl StorageError {
     pub(crate) fn redis(context: &'static str) -> impl FnOnce(redis::RedisError) -> Self {
-        move |source| StorageError::Redis { context, source }
+        move |source| {
+            let code = source.code().map(str::to_owned).or_else(|| {
+                let errors = source.clone().into_server_errors()?;
+                errors.first().map(|(_, e)| e.code().to_owned())
+            });
+            StorageError::Redis {
+                context,
+                source,
+                code,
+            }
+        }
     }
 
     /// Whether trying again later may succeed (Redis unreachable, timed out, restarting).
     pub fn is_retryable(&self) -> bool {
         match self {
             StorageError::Connect { .. } => true,
-            StorageError::Redis { source, .. } => {
+            StorageError::Redis { source, code, .. } => {
                 source.is_io_error()
                     || source.is_timeout()
                     || source.is_connection_dropped()
                     || source.is_connection_refusal()
                     || matches!(
-                        source.code(),
+                        code.as_deref(),
                         Some("LOADING" | "NOSCRIPT" | "NOGROUP" | "TRYAGAIN" | "MASTERDOWN")
                     )
             }
-            StorageError::Payload(_) | StorageError::QueueName(_) | StorageError::Protocol { .. } => false,
+            StorageError::Payload(_)
+            | StorageError::QueueName(_)
+            | StorageError::Unsupported { .. }
+            | StorageError::Protocol { .. } => false,
         }
     }
 
-    /// The Redis error code of an error reply (`NOGROUP`, `NOSCRIPT`, …), if any.
+    /// The Redis error code of an error reply (`NOGROUP`, `NOSCRIPT`, …), if any, also from
+    /// inside a pipeline.
     pub fn code(&self) -> Option<&str> {
         match self {
-            StorageError::Redis { source, .. } => source.code(),
+            StorageError::Redis { code, .. } => code.as_deref(),
             _ => None,
         }
+    }
+}
+
+impl quern_core::BrokerError for StorageError {
+    fn is_retryable(&self) -> bool {
+        StorageError::is_retryable(self)
+    }
+
+    /// The queue's consumer group is missing (Redis restarted without persistence, or someone
+    /// deleted the stream): [`Broker::prepare`](quern_core::Broker::prepare) creates it again.
+    fn needs_prepare(&self) -> bool {
+        self.code() == Some("NOGROUP")
     }
 }

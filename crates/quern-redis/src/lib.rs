@@ -5,16 +5,19 @@
 //! due; dead jobs are kept, bounded, with why they died. `docs/wire-format.md` lists every key and
 //! the commands a producer in another language sends.
 //!
+//! [`Storage`] implements [`quern_core::Broker`], the interface the worker talks to, and passes
+//! its contract suite (`tests/contract.rs`). The types that cross that interface are core's,
+//! re-exported here so users of this crate need not name `quern_core`.
+//!
 //! # Layout
 //! - [`keys`] — every key, built in one place, each queue's keys sharing the hash tag `{queue}`.
 //! - [`scripts`] — the Lua scripts, one per state transition (`src/scripts/*.lua`).
 //! - [`storage`] — [`Storage`], all Redis I/O, one file per concern: enqueue, claim, settle,
-//!   lease, promote, trim, admin.
+//!   lease, promote, trim, admin, and the [`Broker`] impl.
 //! - `resp` — Quern's own RESP2 client for claims ([`Reader`]) and bulk appends: protocol,
 //!   connection, reader, pusher. Never calls back into [`storage`].
-//! - `delivery` — [`Delivery`], one entry read from a stream, and the generic reply parser.
+//! - `delivery` — builds a [`Delivery`] from one stream entry, and the generic reply parser.
 //! - [`producer`] — [`Producer`], the typed client that enqueues jobs.
-//! - [`record`] — [`DeadRecord`], what is kept about a dead job.
 //! - [`error`] — [`StorageError`].
 #![forbid(unsafe_code)]
 
@@ -22,7 +25,6 @@ mod delivery;
 pub mod error;
 pub mod keys;
 pub mod producer;
-pub mod record;
 mod resp;
 pub mod scripts;
 pub mod storage;
@@ -30,10 +32,11 @@ pub mod storage;
 pub use error::StorageError;
 pub use keys::QueueKeys;
 pub use producer::Producer;
-pub use record::{DeadReason, DeadRecord};
-pub use storage::{
-    DeadRetention, Delivery, JobState, QueueStats, Reader, RedisConfig, Settle, Storage, TrimReport,
+pub use quern_core::broker::{
+    Broker, BrokerError, DeadRetention, Delivery, Promoted, Settle, SettleOptions, TrimReport,
 };
+pub use quern_core::{Clock, DeadReason, DeadRecord, JobInfo, JobState, LeaseInfo, QueueStats};
+pub use storage::{Reader, RedisConfig, Storage};
 
 /// The pure RESP parser, for fuzz targets; not a stable API.
 #[doc(hidden)]

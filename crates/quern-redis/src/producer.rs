@@ -55,7 +55,10 @@ impl Producer {
 
     /// A new id and the first-attempt envelope of `job`, in one pass.
     fn encode<J: Job>(&self, job: &J) -> Result<(JobId, String), StorageError> {
-        encode_new(J::NAME, job, self.storage.config().max_payload_bytes).map_err(StorageError::Payload)
+        let id = JobId::new();
+        let envelope = encode_new(&id, J::NAME, job, self.storage.config().max_payload_bytes)
+            .map_err(StorageError::Payload)?;
+        Ok((id, envelope))
     }
 
     fn queue<J: Job>() -> Result<String, StorageError> {
@@ -98,7 +101,7 @@ impl Producer {
 
     /// Enqueues a job to run after `delay` (millisecond precision).
     pub async fn enqueue_in<J: Job>(&self, job: &J, delay: Duration) -> Result<JobId, StorageError> {
-        self.enqueue_at(job, SystemTime::now() + delay).await
+        self.enqueue_at(job, self.storage.clock().now() + delay).await
     }
 
     /// Enqueues a job to run at `at` (millisecond precision); a time in the past runs now.
@@ -133,7 +136,7 @@ impl Producer {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        if due <= quern_core::envelope::now_ms() {
+        if due <= self.storage.clock().now_ms() {
             self.storage.push(&keys, &[envelope]).await
         } else {
             self.storage.schedule(&keys, &[(due, envelope)]).await

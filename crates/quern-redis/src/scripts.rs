@@ -18,11 +18,12 @@ script!(RETRY, "retry.lua");
 script!(DEAD_LETTER, "dead_letter.lua");
 script!(REQUEUE_EXPIRED, "requeue_expired.lua");
 script!(RELEASE, "release.lua");
-script!(REVIVE_DEAD, "revive_dead.lua");
+script!(RETRY_DEAD, "retry_dead.lua");
+script!(COMPLETE, "complete.lua");
 script!(TRIM_ACKED, "trim_acked.lua");
 
 /// Every script, for loading them all after Redis forgot them (a restart, `SCRIPT FLUSH`).
-pub fn all() -> [&'static Script; 8] {
+pub fn all() -> [&'static Script; 9] {
     [
         &SCHEDULE,
         &PROMOTE_DUE,
@@ -30,7 +31,8 @@ pub fn all() -> [&'static Script; 8] {
         &DEAD_LETTER,
         &REQUEUE_EXPIRED,
         &RELEASE,
-        &REVIVE_DEAD,
+        &RETRY_DEAD,
+        &COMPLETE,
         &TRIM_ACKED,
     ]
 }

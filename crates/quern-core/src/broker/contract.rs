@@ -59,7 +59,13 @@ fn text(d: &Delivery) -> &str {
     std::str::from_utf8(&d.envelope).expect("UTF-8 envelope")
 }
 
-async fn claim<B: Broker>(b: &B, q: &B::Queue, consumer: &str, count: usize, block: Duration) -> Vec<Delivery> {
+async fn claim<B: Broker>(
+    b: &B,
+    q: &B::Queue,
+    consumer: &str,
+    count: usize,
+    block: Duration,
+) -> Vec<Delivery> {
     let mut c = b.claimer(block).await.expect("claimer");
     b.claim(&mut c, q, consumer, count, block).await.expect("claim")
 }
@@ -72,9 +78,19 @@ async fn pushed_jobs_are_claimed_once_in_order<B: Broker>(b: &B, q: &B::Queue) {
     b.push(q, &[env(1), env(2), env(3)]).await.expect("push");
     let got = claim(b, q, CONSUMER, 10, SHORT).await;
     let texts: Vec<&str> = got.iter().map(text).collect();
-    assert_eq!(texts, [env(1), env(2), env(3)], "claimed in push order, byte for byte");
-    assert!(got.iter().all(|d| d.lease_expiries == 0 && !d.entry_id.is_empty()));
-    assert!(claim(b, q, OTHER, 10, SHORT).await.is_empty(), "a leased job is not claimed again");
+    assert_eq!(
+        texts,
+        [env(1), env(2), env(3)],
+        "claimed in push order, byte for byte"
+    );
+    assert!(
+        got.iter()
+            .all(|d| d.lease_expiries == 0 && !d.entry_id.is_empty())
+    );
+    assert!(
+        claim(b, q, OTHER, 10, SHORT).await.is_empty(),
+        "a leased job is not claimed again"
+    );
 }
 
 async fn an_idle_claim_wakes_when_a_job_arrives<B: Broker>(b: &B, q: &B::Queue) {
@@ -105,10 +121,7 @@ async fn claims_take_at_most_count<B: Broker>(b: &B, q: &B::Queue) {
 async fn completed_jobs_are_gone<B: Broker>(b: &B, q: &B::Queue) {
     b.push(q, &[env(1), env(2)]).await.expect("push");
     let got = claim(b, q, CONSUMER, 10, SHORT).await;
-    let ops: Vec<Settle> = got
-        .iter()
-        .map(|d| Settle::complete(d.entry_id.clone()))
-        .collect();
+    let ops: Vec<Settle> = got.iter().map(|d| Settle::complete(d.entry_id.clone())).collect();
     b.settle(q, &ops, opts()).await.expect("settle");
     assert_eq!(b.requeue_expired(q, Duration::ZERO).await.expect("requeue"), 0);
     assert_eq!(b.release(q, CONSUMER).await.expect("release"), 0);
@@ -128,7 +141,9 @@ async fn settling_twice_changes_nothing<B: Broker>(b: &B, q: &B::Queue) {
         due_ms: 1,
         envelope: env(20),
     };
-    b.settle(q, &[done.clone(), retry.clone()], opts()).await.expect("settle");
+    b.settle(q, &[done.clone(), retry.clone()], opts())
+        .await
+        .expect("settle");
     b.settle(q, &[done, retry], opts()).await.expect("settle again");
     let promoted = b.promote_due(q, Clock::system().now_ms()).await.expect("promote");
     assert_eq!(promoted.moved, 1, "the retry was scheduled once, not twice");
@@ -154,7 +169,11 @@ async fn a_retry_waits_until_due_then_runs_again<B: Broker>(b: &B, q: &B::Queue)
     assert!(claim(b, q, CONSUMER, 10, SHORT).await.is_empty());
     assert_eq!(b.promote_due(q, due).await.expect("promote").moved, 1);
     let again = claim(b, q, OTHER, 10, SHORT).await;
-    assert_eq!(again.iter().map(text).collect::<Vec<_>>(), [env(2)], "the next attempt's envelope");
+    assert_eq!(
+        again.iter().map(text).collect::<Vec<_>>(),
+        [env(2)],
+        "the next attempt's envelope"
+    );
 }
 
 async fn a_snooze_waits_until_due<B: Broker>(b: &B, q: &B::Queue) {
@@ -196,22 +215,29 @@ async fn renewing_keeps_only_leases_still_held<B: Broker>(b: &B, q: &B::Queue) {
     ids.sort();
     assert_eq!(kept, ids);
     assert!(b.renew(q, CONSUMER, &[]).await.expect("renew nothing").is_empty());
-    b.settle(
-        q,
-        &[Settle::complete(ids[0].clone())],
-        opts(),
-    )
-    .await
-    .expect("settle");
+    b.settle(q, &[Settle::complete(ids[0].clone())], opts())
+        .await
+        .expect("settle");
     assert_eq!(b.renew(q, CONSUMER, &ids).await.expect("renew"), [ids[1].clone()]);
 }
 
 async fn expired_leases_are_requeued_and_counted<B: Broker>(b: &B, q: &B::Queue) {
     b.push(q, &[env(1)]).await.expect("push");
     let got = claim(b, q, CONSUMER, 10, SHORT).await;
-    assert_eq!(b.requeue_expired(q, Duration::from_secs(3600)).await.expect("requeue"), 0, "not expired");
+    assert_eq!(
+        b.requeue_expired(q, Duration::from_secs(3600))
+            .await
+            .expect("requeue"),
+        0,
+        "not expired"
+    );
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(b.requeue_expired(q, Duration::from_millis(1)).await.expect("requeue"), 1);
+    assert_eq!(
+        b.requeue_expired(q, Duration::from_millis(1))
+            .await
+            .expect("requeue"),
+        1
+    );
     let again = claim(b, q, OTHER, 10, SHORT).await;
     assert_eq!(again.len(), 1);
     assert_eq!(text(&again[0]), text(&got[0]), "the same envelope");
@@ -229,7 +255,12 @@ async fn a_settle_after_the_lease_was_lost_changes_nothing<B: Broker>(b: &B, q: 
     b.push(q, &[env(1)]).await.expect("push");
     let got = claim(b, q, CONSUMER, 10, SHORT).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(b.requeue_expired(q, Duration::from_millis(1)).await.expect("requeue"), 1);
+    assert_eq!(
+        b.requeue_expired(q, Duration::from_millis(1))
+            .await
+            .expect("requeue"),
+        1
+    );
     let stale = [
         Settle::complete(got[0].entry_id.clone()),
         Settle::Retry {
@@ -244,10 +275,20 @@ async fn a_settle_after_the_lease_was_lost_changes_nothing<B: Broker>(b: &B, q: 
             record: "{}".into(),
         },
     ];
-    b.settle(q, &stale, opts()).await.expect("stale settles are not errors");
-    assert_eq!(b.promote_due(q, u64::MAX / 2).await.expect("promote").moved, 0, "no retry was written");
+    b.settle(q, &stale, opts())
+        .await
+        .expect("stale settles are not errors");
+    assert_eq!(
+        b.promote_due(q, u64::MAX / 2).await.expect("promote").moved,
+        0,
+        "no retry was written"
+    );
     let again = claim(b, q, OTHER, 10, SHORT).await;
-    assert_eq!(again.iter().map(text).collect::<Vec<_>>(), [env(1)], "the requeued copy is intact");
+    assert_eq!(
+        again.iter().map(text).collect::<Vec<_>>(),
+        [env(1)],
+        "the requeued copy is intact"
+    );
 }
 
 async fn released_jobs_go_to_another_worker_unchanged<B: Broker>(b: &B, q: &B::Queue) {
@@ -259,7 +300,10 @@ async fn released_jobs_go_to_another_worker_unchanged<B: Broker>(b: &B, q: &B::Q
     let mut texts: Vec<&str> = again.iter().map(text).collect();
     texts.sort_unstable();
     assert_eq!(texts, [env(1), env(2)]);
-    assert!(again.iter().all(|d| d.lease_expiries == 0), "a release is not an expiry");
+    assert!(
+        again.iter().all(|d| d.lease_expiries == 0),
+        "a release is not an expiry"
+    );
 }
 
 async fn scheduled_jobs_are_promoted_when_due<B: Broker>(b: &B, q: &B::Queue) {
@@ -274,12 +318,19 @@ async fn scheduled_jobs_are_promoted_when_due<B: Broker>(b: &B, q: &B::Queue) {
     let p = b.promote_due(q, now + 20_000).await.expect("promote");
     assert_eq!((p.moved, p.next_due_ms), (1, None));
     let got = claim(b, q, CONSUMER, 10, SHORT).await;
-    assert_eq!(got.iter().map(text).collect::<Vec<_>>(), [env(1), env(2)], "in due order");
+    assert_eq!(
+        got.iter().map(text).collect::<Vec<_>>(),
+        [env(1), env(2)],
+        "in due order"
+    );
 }
 
 async fn a_schedule_wakes_a_waiter<B: Broker>(b: &B, q: &B::Queue) {
     let mut w = b.waiter(Duration::from_secs(5)).await.expect("waiter");
-    assert!(!b.wait_for_wake(&mut w, q, SHORT).await.expect("wait"), "nothing scheduled yet");
+    assert!(
+        !b.wait_for_wake(&mut w, q, SHORT).await.expect("wait"),
+        "nothing scheduled yet"
+    );
     let scheduler = b.clone();
     let sq = q.clone();
     let task = tokio::spawn(async move {
@@ -293,7 +344,10 @@ async fn a_schedule_wakes_a_waiter<B: Broker>(b: &B, q: &B::Queue) {
         .await
         .expect("wait");
     task.await.expect("scheduler");
-    assert!(woken && started.elapsed() < Duration::from_secs(4), "woken by the schedule");
+    assert!(
+        woken && started.elapsed() < Duration::from_secs(4),
+        "woken by the schedule"
+    );
 }
 
 async fn trimming_never_removes_a_waiting_or_leased_job<B: Broker>(b: &B, q: &B::Queue) {
@@ -309,18 +363,30 @@ async fn trimming_never_removes_a_waiting_or_leased_job<B: Broker>(b: &B, q: &B:
     b.push(q, &envs[4..]).await.expect("push");
     b.trim(q).await.expect("trim");
     assert_eq!(
-        b.renew(q, CONSUMER, &[got[1].entry_id.clone()]).await.expect("renew"),
+        b.renew(q, CONSUMER, &[got[1].entry_id.clone()])
+            .await
+            .expect("renew"),
         [got[1].entry_id.clone()],
         "the leased job survives trimming"
     );
     let rest = claim(b, q, OTHER, 10, SHORT).await;
-    assert_eq!(rest.iter().map(text).collect::<Vec<_>>(), [env(3), env(4), env(5)]);
+    assert_eq!(
+        rest.iter().map(text).collect::<Vec<_>>(),
+        [env(3), env(4), env(5)]
+    );
 }
 
 async fn prepare_is_idempotent<B: Broker>(b: &B, q: &B::Queue) {
     b.prepare(q).await.expect("prepare again");
     b.push(q, &[env(1)]).await.expect("push");
     b.prepare(q).await.expect("prepare after a push");
-    assert_eq!(claim(b, q, CONSUMER, 10, SHORT).await.len(), 1, "preparing loses nothing");
-    assert!(B::queue_name(q).ends_with("prepare_is_idempotent"), "the queue keeps its name");
+    assert_eq!(
+        claim(b, q, CONSUMER, 10, SHORT).await.len(),
+        1,
+        "preparing loses nothing"
+    );
+    assert!(
+        B::queue_name(q).ends_with("prepare_is_idempotent"),
+        "the queue keeps its name"
+    );
 }

@@ -88,7 +88,11 @@ impl State {
     fn append(&mut self, envelope: Vec<u8>, expiries: u32) {
         self.next_seq += 1;
         let seq = self.next_seq;
-        self.ready.push_back(Entry { seq, envelope, expiries });
+        self.ready.push_back(Entry {
+            seq,
+            envelope,
+            expiries,
+        });
     }
 
     fn take_leased(&mut self, entry_id: &str) -> Option<Leased> {
@@ -215,7 +219,10 @@ impl Broker for MemoryBroker {
                     let now = Instant::now();
                     let mut out = Vec::with_capacity(n);
                     for entry in s.ready.drain(..n).collect::<Vec<_>>() {
-                        out.push(Delivery::new(entry_id(entry.seq), entry.envelope.clone()).with_lease_expiries(entry.expiries));
+                        out.push(
+                            Delivery::new(entry_id(entry.seq), entry.envelope.clone())
+                                .with_lease_expiries(entry.expiries),
+                        );
                         s.leased.insert(
                             entry.seq,
                             Leased {
@@ -234,7 +241,12 @@ impl Broker for MemoryBroker {
         }
     }
 
-    async fn settle(&self, q: &MemoryQueue, ops: &[Settle], options: SettleOptions) -> Result<(), MemoryError> {
+    async fn settle(
+        &self,
+        q: &MemoryQueue,
+        ops: &[Settle],
+        options: SettleOptions,
+    ) -> Result<(), MemoryError> {
         let mut s = lock(&q.inner.state);
         let mut wake = false;
         for op in ops {
@@ -274,7 +286,12 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn renew(&self, q: &MemoryQueue, consumer: &str, entry_ids: &[String]) -> Result<Vec<String>, MemoryError> {
+    async fn renew(
+        &self,
+        q: &MemoryQueue,
+        consumer: &str,
+        entry_ids: &[String],
+    ) -> Result<Vec<String>, MemoryError> {
         let mut s = lock(&q.inner.state);
         let now = Instant::now();
         let mut kept = Vec::new();
@@ -357,7 +374,12 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 
-    async fn wait_for_wake(&self, _: &mut (), q: &MemoryQueue, timeout: Duration) -> Result<bool, MemoryError> {
+    async fn wait_for_wake(
+        &self,
+        _: &mut (),
+        q: &MemoryQueue,
+        timeout: Duration,
+    ) -> Result<bool, MemoryError> {
         let woken = q.inner.woken.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();

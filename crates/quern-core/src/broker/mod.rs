@@ -303,15 +303,25 @@ pub trait Broker: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<usize, Self::Error>> + Send;
 
     /// Gives back every job leased to `consumer`, unchanged; returns how many.
-    fn release(&self, queue: &Self::Queue, consumer: &str) -> impl Future<Output = Result<usize, Self::Error>> + Send;
+    fn release(
+        &self,
+        queue: &Self::Queue,
+        consumer: &str,
+    ) -> impl Future<Output = Result<usize, Self::Error>> + Send;
 
     /// Forgets `consumer` (after it released its jobs).
-    fn remove_consumer(&self, queue: &Self::Queue, consumer: &str)
-    -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn remove_consumer(
+        &self,
+        queue: &Self::Queue,
+        consumer: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Moves delayed jobs and retries due at `now_ms` or before to their queue.
-    fn promote_due(&self, queue: &Self::Queue, now_ms: u64)
-    -> impl Future<Output = Result<Promoted, Self::Error>> + Send;
+    fn promote_due(
+        &self,
+        queue: &Self::Queue,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<Promoted, Self::Error>> + Send;
 
     /// Opens a waiter for [`wait_for_wake`](Self::wait_for_wake).
     fn waiter(&self, timeout: Duration) -> impl Future<Output = Result<Self::Waiter, Self::Error>> + Send;
@@ -329,7 +339,11 @@ pub trait Broker: Clone + Send + Sync + 'static {
     fn trim(&self, queue: &Self::Queue) -> impl Future<Output = Result<TrimReport, Self::Error>> + Send;
 
     /// Appends first-attempt envelopes to the queue, ready to claim, in one round trip.
-    fn push(&self, queue: &Self::Queue, envelopes: &[String]) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn push(
+        &self,
+        queue: &Self::Queue,
+        envelopes: &[String],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Puts envelopes in the queue's delayed set, each due at its time (ms since the epoch).
     fn schedule(

@@ -9,8 +9,20 @@ const NOW: u64 = 1_000_000;
 fn policies() -> [(&'static str, Policy); 3] {
     let fixed = Backoff::Fixed(Duration::from_secs(5));
     [
-        ("one attempt", Policy { max_attempts: 1, backoff: fixed }),
-        ("three attempts", Policy { max_attempts: 3, backoff: fixed }),
+        (
+            "one attempt",
+            Policy {
+                max_attempts: 1,
+                backoff: fixed,
+            },
+        ),
+        (
+            "three attempts",
+            Policy {
+                max_attempts: 3,
+                backoff: fixed,
+            },
+        ),
         (
             "exponential",
             Policy {
@@ -26,7 +38,10 @@ fn policies() -> [(&'static str, Policy); 3] {
     ]
 }
 
-fn outcomes() -> Vec<(&'static str, fn() -> AttemptOutcome)> {
+/// A named way to make an outcome (outcomes hold errors, which are not `Clone`).
+type NamedOutcome = (&'static str, fn() -> AttemptOutcome);
+
+fn outcomes() -> Vec<NamedOutcome> {
     vec![
         ("succeeded", || AttemptOutcome::Succeeded),
         ("run error, retryable", || AttemptOutcome::Failed {
@@ -89,10 +104,14 @@ fn expected(outcome: &str, policy: &Policy, attempt: u32) -> Fate {
         "run error, permanent" | "resource error, permanent" => Fate::Dead {
             reason: DeadReason::Permanent,
         },
-        "run error, retryable" | "resource error, retryable" | "isolation error" | "panicked" | "timed out" => {
-            retry_or_dead()
-        }
-        "snoozed" => Fate::Snooze { until_ms: NOW + 7_000 },
+        "run error, retryable"
+        | "resource error, retryable"
+        | "isolation error"
+        | "panicked"
+        | "timed out" => retry_or_dead(),
+        "snoozed" => Fate::Snooze {
+            until_ms: NOW + 7_000,
+        },
         "cancelled" => Fate::Cancelled,
         "interrupted" => Fate::GiveBack,
         "undecodable" => Fate::Dead {
@@ -128,14 +147,26 @@ fn every_outcome_under_every_policy_at_every_attempt() {
     for (policy_name, policy) in policies() {
         for attempt in [1, 2, 3, 10] {
             for (name, make) in outcomes() {
-                let decision = decide(&make(), Attempt { number: attempt, now_ms: NOW, jitter: 0.5 }, &policy);
+                let decision = decide(
+                    &make(),
+                    Attempt {
+                        number: attempt,
+                        now_ms: NOW,
+                        jitter: 0.5,
+                    },
+                    &policy,
+                );
                 let want = expected(name, &policy, attempt);
                 assert_eq!(decision.fate, want, "{name} / {policy_name} / attempt {attempt}");
                 let kind = decision.failure.as_ref().map(|f| f.kind.as_str());
                 assert_eq!(kind, expected_kind(name), "{name}: recorded failure kind");
                 if let Some(f) = &decision.failure {
                     let lost = name == "lost";
-                    assert_eq!(f.attempt, if lost { attempt - 1 } else { attempt }, "{name}: failure attempt");
+                    assert_eq!(
+                        f.attempt,
+                        if lost { attempt - 1 } else { attempt },
+                        "{name}: failure attempt"
+                    );
                     assert_eq!(f.at, NOW);
                     assert!(!f.chain.is_empty(), "{name}: the chain says what failed");
                 }
@@ -158,21 +189,41 @@ fn the_chain_says_which_stage_failed_and_keeps_every_cause() {
             stage: Stage::Acquire,
             error: err,
         },
-        Attempt { number: 1, now_ms: NOW, jitter: 0.0 },
+        Attempt {
+            number: 1,
+            now_ms: NOW,
+            jitter: 0.0,
+        },
         &policy,
     );
     let chain = d.failure.expect("a failure").chain;
     assert_eq!(
         chain,
-        ["acquiring the job's resources", "connecting to db:5432", "connection refused"]
+        [
+            "acquiring the job's resources",
+            "connecting to db:5432",
+            "connection refused"
+        ]
     );
 }
 
 #[test]
 fn backoff_grows_and_jitter_comes_from_the_attempt() {
     let policy = policies()[2].1;
-    let failed = || AttemptOutcome::TimedOut { after: Duration::from_secs(1) };
-    let at = |n, jitter| match decide(&failed(), Attempt { number: n, now_ms: NOW, jitter }, &policy).fate {
+    let failed = || AttemptOutcome::TimedOut {
+        after: Duration::from_secs(1),
+    };
+    let at = |n, jitter| match decide(
+        &failed(),
+        Attempt {
+            number: n,
+            now_ms: NOW,
+            jitter,
+        },
+        &policy,
+    )
+    .fate
+    {
         Fate::Retry { at_ms } => at_ms - NOW,
         other => panic!("expected a retry, got {other:?}"),
     };
@@ -187,7 +238,10 @@ fn backoff_grows_and_jitter_comes_from_the_attempt() {
 fn lost_deliveries_run_until_their_attempts_are_spent() {
     assert!(!lost_too_often(3, 3, 2));
     assert!(lost_too_often(4, 3, 1));
-    assert!(!lost_too_often(4, 3, 0), "a retry beyond max with no lost lease is not a loss");
+    assert!(
+        !lost_too_often(4, 3, 0),
+        "a retry beyond max with no lost lease is not a loss"
+    );
 }
 
 #[test]
@@ -204,6 +258,10 @@ fn settle_errors_by_kind_and_retryability() {
         (SettleKind::Dead, false, Surface),
     ];
     for (kind, retryable, want) in table {
-        assert_eq!(after_settle_error(kind, retryable), want, "{kind:?} retryable={retryable}");
+        assert_eq!(
+            after_settle_error(kind, retryable),
+            want,
+            "{kind:?} retryable={retryable}"
+        );
     }
 }

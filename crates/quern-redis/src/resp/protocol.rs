@@ -4,9 +4,10 @@
 //! command is an array of bulk strings; the reply to `XREADGROUP` is a null (nothing came within
 //! the block time), an error line, or `[[stream, [[id, [field, value, ...]], ...]]]`.
 
+use quern_core::Delivery;
 use redis::RedisError;
 
-use crate::delivery::{Delivery, EntryBuilder};
+use crate::delivery::EntryBuilder;
 
 /// `n` replies of any simple shape (entry ids, counts); the first error line, if any.
 pub(crate) fn parse_replies(buf: &[u8], n: usize) -> Parsed<(Option<String>, usize)> {
@@ -247,9 +248,10 @@ mod tests {
             ("1-1", &[("e", env), ("r", "2")]),
             ("2-0", &[("name", "x"), ("data", "{\"a\":1}")]),
             ("3-0", &[]),
+            ("4-0", &[("e", ""), ("i", "emails/1-0")]),
         ]);
         let d = deliveries(&buf);
-        assert_eq!(d.len(), 4);
+        assert_eq!(d.len(), 5);
         assert_eq!(
             (d[0].entry_id.as_str(), d[0].envelope.as_slice()),
             ("1-0", env.as_bytes())
@@ -261,6 +263,10 @@ mod tests {
             serde_json::from_str(d[2].foreign_fields.as_deref().unwrap()).unwrap();
         assert_eq!(foreign, serde_json::json!({"name": "x", "data": "{\"a\":1}"}));
         assert!(d[3].envelope.is_empty());
+        // An empty `e` is not a foreign entry: the worker names the empty field.
+        assert!(d[4].envelope.is_empty() && d[4].foreign_fields.is_none());
+        assert_eq!(d[4].job_id.as_deref(), Some("emails/1-0"));
+        assert_eq!(d[0].job_id, None);
 
         // The same bytes through redis-rs's parser and Quern's generic path agree.
         let value = redis::parse_redis_value(&buf).unwrap();

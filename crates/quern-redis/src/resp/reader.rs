@@ -14,8 +14,8 @@ use redis::aio::ConnectionManager;
 use super::Target;
 use super::connection::Raw;
 use super::protocol::{ReadReply, encode, parse_read_reply, server_error};
-use crate::delivery::Delivery;
 use crate::error::StorageError;
+use quern_core::Delivery;
 
 /// A connection of its own for `XREADGROUP … BLOCK`; get one from
 /// [`Storage::reader`](crate::Storage::reader). After an error it reconnects on the next read.

@@ -1,4 +1,5 @@
--- retry: a running job failed and waits for its next attempt.
+-- retry: a running job failed and waits for its next attempt (or asked to run later: a snooze,
+-- which is not a failure).
 -- KEYS[1] -> stream
 -- KEYS[2] -> retry sorted set
 -- KEYS[3] -> wake list
@@ -7,8 +8,9 @@
 -- ARGV[2] -> stream entry id of the running copy
 -- ARGV[3] -> due time of the next attempt, ms since epoch
 -- ARGV[4] -> envelope JSON of the next attempt
+-- ARGV[5] -> '1' to count a failure (a retry), '0' not to (a snooze)
 -- returns 1, or 0 when the entry was no longer leased to the group (its lease had expired and
--- another copy is already queued): then nothing is written.
+-- another copy is already queued, or this is a replay): then nothing is written.
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
@@ -16,5 +18,7 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('LPUSH', KEYS[3], '1')
 redis.call('LTRIM', KEYS[3], 0, 0)
-redis.call('HINCRBY', KEYS[4], 'failed', 1)
+if ARGV[5] == '1' then
+  redis.call('HINCRBY', KEYS[4], 'failed', 1)
+end
 return 1

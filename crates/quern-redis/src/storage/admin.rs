@@ -1,5 +1,6 @@
 //! Admin: queues, counts, dead jobs, finding a job, deleting a queue.
 
+use quern_core::{JobState, QueueStats};
 use redis::Value;
 
 use crate::delivery::parse_read;
@@ -8,59 +9,6 @@ use crate::keys::{GROUP, QueueKeys, parse_entry_id, queues_key};
 use crate::scripts;
 
 use super::Storage;
-
-/// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum JobState {
-    /// Waiting in the queue.
-    Pending,
-    /// Leased to a worker.
-    Running,
-    /// Delayed until its due time.
-    Scheduled,
-    /// Waiting for its next attempt.
-    Retrying,
-    /// In the dead set.
-    Dead,
-}
-
-impl std::fmt::Display for JobState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            JobState::Pending => "pending",
-            JobState::Running => "running",
-            JobState::Scheduled => "scheduled",
-            JobState::Retrying => "retrying",
-            JobState::Dead => "dead",
-        })
-    }
-}
-
-/// Counts for one queue.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct QueueStats {
-    /// The queue.
-    pub queue: String,
-    /// Ready to run.
-    pub pending: u64,
-    /// Leased to a worker right now.
-    pub running: u64,
-    /// Delayed, not yet due.
-    pub scheduled: u64,
-    /// Waiting for their next attempt.
-    pub retrying: u64,
-    /// In the dead set.
-    pub dead: u64,
-    /// Completed since the queue was created.
-    pub completed: u64,
-    /// Jobs that did not succeed (then retried or dead-lettered) since the queue was created,
-    /// counting those that could not start: an envelope or payload that cannot be decoded, or
-    /// an unknown job type.
-    pub failed: u64,
-}
 
 impl Storage {
     /// Names of all queues that have seen a job.
@@ -103,16 +51,15 @@ impl Storage {
         // Uncountable cheaply (Redis without `lag`, and over 10,000 entries held back by a long
         // lease): every entry that is not leased, an upper bound.
         let pending = u64::try_from(waiting).unwrap_or_else(|_| len.saturating_sub(running));
-        Ok(QueueStats {
-            queue: keys.queue.clone(),
-            pending,
-            running,
-            scheduled,
-            retrying,
-            dead,
-            completed: counters.get("completed").copied().unwrap_or(0),
-            failed: counters.get("failed").copied().unwrap_or(0),
-        })
+        let mut stats = QueueStats::new(keys.queue.clone());
+        stats.pending = pending;
+        stats.running = running;
+        stats.scheduled = scheduled;
+        stats.retrying = retrying;
+        stats.dead = dead;
+        stats.completed = counters.get("completed").copied().unwrap_or(0);
+        stats.failed = counters.get("failed").copied().unwrap_or(0);
+        Ok(stats)
     }
 
     /// Dead jobs, newest first: `(job id, record JSON)`.
@@ -157,13 +104,13 @@ impl Storage {
     }
 
     /// Moves a dead job back to its queue with `envelope`; false when it was no longer dead.
-    pub async fn dead_revive(
+    pub async fn retry_dead(
         &self,
         keys: &QueueKeys,
         job_id: &str,
         envelope: &str,
     ) -> Result<bool, StorageError> {
-        let n: i64 = scripts::REVIVE_DEAD
+        let n: i64 = scripts::RETRY_DEAD
             .key(&keys.stream)
             .key(&keys.dead)
             .key(&keys.dead_records)

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::delivery::Delivery;
 use crate::error::StorageError;
 use crate::keys::{GROUP, QueueKeys};
 use crate::resp::Reader;
+use quern_core::Delivery;
 
 use super::Storage;
 

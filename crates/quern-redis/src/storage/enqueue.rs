@@ -25,6 +25,9 @@ impl Storage {
     /// straight into one buffer, the replies checked without being kept), else, like a single
     /// job, through the shared connection.
     pub async fn push(&self, keys: &QueueKeys, envelopes: &[String]) -> Result<(), StorageError> {
+        if envelopes.is_empty() {
+            return Ok(());
+        }
         if envelopes.len() > 1
             && let Some(pusher) = &self.pusher
             && let Ok(mut pusher) = pusher.try_lock()
@@ -62,6 +65,9 @@ impl Storage {
 
     /// Puts envelopes in the delayed set, each due at its time (ms since epoch), in one round trip.
     pub async fn schedule(&self, keys: &QueueKeys, jobs: &[(u64, String)]) -> Result<(), StorageError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         self.register_pipe(&mut pipe, &keys.queue);
         for (due, env) in jobs {

@@ -1,6 +1,5 @@
 //! Leases: renewed by their holder, requeued when expired, released at shutdown.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::error::StorageError;
@@ -11,17 +10,18 @@ use super::{BATCH, Storage};
 
 impl Storage {
     /// Renews the leases of `entry_ids` held by `consumer`; returns the ids still leased to it
-    /// (an id missing from the answer lost its lease and has been queued again).
+    /// (an id missing from the answer lost its lease and has been queued again), in the order
+    /// Redis answers.
     pub async fn renew(
         &self,
         keys: &QueueKeys,
         consumer: &str,
         entry_ids: &[String],
-    ) -> Result<HashSet<String>, StorageError> {
+    ) -> Result<Vec<String>, StorageError> {
         if entry_ids.is_empty() {
-            return Ok(HashSet::new());
+            return Ok(Vec::new());
         }
-        let claimed: Vec<String> = redis::cmd("XCLAIM")
+        redis::cmd("XCLAIM")
             .arg(&keys.stream)
             .arg(GROUP)
             .arg(consumer)
@@ -30,8 +30,7 @@ impl Storage {
             .arg("JUSTID")
             .query_async(&mut self.conn())
             .await
-            .map_err(StorageError::redis("renewing leases"))?;
-        Ok(claimed.into_iter().collect())
+            .map_err(StorageError::redis("renewing leases"))
     }
 
     /// Puts jobs whose lease expired back in the queue; returns how many.

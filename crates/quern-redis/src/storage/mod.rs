@@ -4,17 +4,19 @@
 //! - this file — [`Storage`] and [`RedisConfig`]: connecting, keys, running scripts.
 //! - `enqueue` — [`push`](Storage::push) and [`schedule`](Storage::schedule).
 //! - `claim` — the consumer group and [`read`](Storage::read), over a [`Reader`].
-//! - `settle` — [`settle`](Storage::settle) a finished execution: [`Settle`], [`DeadRetention`].
+//! - `settle` — [`settle`](Storage::settle) finished executions: completed (counted once however
+//!   often replayed), retried, snoozed or dead-lettered.
 //! - `lease` — renewing, requeueing expired and releasing leases.
-//! - `promote` — moving due delayed jobs and retries to the stream.
-//! - `trim` — removing acknowledged entries: [`TrimReport`].
-//! - `admin` — queues, [`QueueStats`], dead jobs, [`find_job`](Storage::find_job): [`JobState`].
+//! - `promote` — moving due delayed jobs and retries to the stream, and the wake-up.
+//! - `trim` — removing acknowledged entries: a [`TrimReport`](quern_core::TrimReport).
+//! - `admin` — queues, [`QueueStats`](quern_core::QueueStats), dead jobs, finding a job.
+//! - `broker` — `impl Broker for Storage`: the worker's interface, mapped onto the above.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use quern_core::redact_url;
+use quern_core::{Clock, redact_url};
 use redis::Client;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -24,6 +26,7 @@ use crate::resp::{Addr, Pusher, Target};
 use crate::scripts;
 
 mod admin;
+mod broker;
 mod claim;
 mod enqueue;
 mod lease;
@@ -31,11 +34,7 @@ mod promote;
 mod settle;
 mod trim;
 
-pub use crate::delivery::Delivery;
 pub use crate::resp::Reader;
-pub use admin::{JobState, QueueStats};
-pub use settle::{DeadRetention, Settle};
-pub use trim::TrimReport;
 
 /// How Quern talks to Redis.
 #[derive(Debug, Clone)]
@@ -100,6 +99,9 @@ pub struct Storage {
     registered: Arc<Mutex<HashSet<String>>>,
     /// Bulk appends over a connection of their own (TCP and Unix sockets only).
     pusher: Option<Arc<tokio::sync::Mutex<Pusher>>>,
+    /// Where "now" comes from for dead-letter retention and the producer's delays, so tests
+    /// can run them on a [`ManualClock`](quern_core::ManualClock).
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Storage {
@@ -107,6 +109,7 @@ impl std::fmt::Debug for Storage {
         f.debug_struct("Storage")
             .field("url", &self.config.redacted_url())
             .field("prefix", &self.config.prefix)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -146,6 +149,7 @@ impl Storage {
             conn,
             registered: Default::default(),
             pusher: None,
+            clock: Clock::system(),
         };
         storage.pusher = storage
             .direct_target()
@@ -168,9 +172,26 @@ impl Storage {
         })
     }
 
+    /// The same storage reading "now" from `clock` (the system's clock by default).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Where "now" comes from.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The configuration.
     pub fn config(&self) -> &RedisConfig {
         &self.config
+    }
+
+    /// Where this storage keeps jobs, for logs: the URL (password redacted) and the key prefix.
+    pub fn describe(&self) -> String {
+        format!("{} (prefix {:?})", self.config.redacted_url(), self.config.prefix)
     }
 
     /// The keys of `queue`.
@@ -194,13 +215,17 @@ impl Storage {
             })
     }
 
-    fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
 
     /// Runs a pipeline of EVALSHA calls; if Redis forgot the scripts (restart, flush), loads them
     /// and runs it once more. Every script Quern pipelines is safe to run twice.
-    async fn exec_scripts(&self, pipe: &redis::Pipeline, context: &'static str) -> Result<(), StorageError> {
+    pub(crate) async fn exec_scripts(
+        &self,
+        pipe: &redis::Pipeline,
+        context: &'static str,
+    ) -> Result<(), StorageError> {
         let mut conn = self.conn();
         match pipe.exec_async(&mut conn).await {
             Err(e) if e.code() == Some("NOSCRIPT") => {
@@ -226,9 +251,9 @@ impl Storage {
 }
 
 /// How many entries one bounded script call handles.
-const BATCH: usize = 500;
+pub(crate) const BATCH: usize = 500;
 
-fn script_cmd(
+pub(crate) fn script_cmd(
     pipe: &mut redis::Pipeline,
     script: &redis::Script,
     keys: &[&str],

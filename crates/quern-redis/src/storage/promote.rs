@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use quern_core::broker::Promoted;
 use redis::Value;
 use redis::aio::ConnectionManager;
 
@@ -12,23 +13,23 @@ use crate::scripts;
 use super::{BATCH, Storage};
 
 impl Storage {
-    /// Moves due delayed jobs and retries to the stream; returns how many moved and when the
-    /// next one is due (ms since epoch).
-    pub async fn promote_due(&self, keys: &QueueKeys) -> Result<(usize, Option<u64>), StorageError> {
+    /// Moves the delayed jobs and retries due at `now_ms` (ms since the epoch, from the caller's
+    /// clock) or before to the stream; returns how many moved and when the next one is due.
+    pub async fn promote_due(&self, keys: &QueueKeys, now_ms: u64) -> Result<Promoted, StorageError> {
         let mut total = 0;
         loop {
             let (n, next): (usize, i64) = scripts::PROMOTE_DUE
                 .key(&keys.stream)
                 .key(&keys.scheduled)
                 .key(&keys.retry)
-                .arg(quern_core::envelope::now_ms())
+                .arg(now_ms)
                 .arg(BATCH)
                 .invoke_async(&mut self.conn())
                 .await
                 .map_err(StorageError::redis("promoting due jobs"))?;
             total += n;
             if n < BATCH {
-                return Ok((total, u64::try_from(next).ok()));
+                return Ok(Promoted::new(total, u64::try_from(next).ok()));
             }
         }
     }

@@ -1,46 +1,30 @@
 //! Trimming: acknowledged entries removed from the head of the stream.
 
+use quern_core::TrimReport;
+
 use crate::error::StorageError;
 use crate::keys::{GROUP, QueueKeys, entry_ms};
 use crate::scripts;
 
 use super::Storage;
 
-/// What one [`Storage::trim_acked`] did and saw.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct TrimReport {
-    /// Acknowledged entries removed.
-    pub trimmed: u64,
-    /// The oldest entry leased to a consumer and not yet acknowledged, if any: nothing at or
-    /// after it can be trimmed yet.
-    pub oldest_leased: Option<String>,
-    /// The last entry handed to Quern's consumer group, if any.
-    pub last_delivered: Option<String>,
-}
-
-impl TrimReport {
-    /// How far, in ms of entry time, the oldest leased entry lags behind the last delivered
-    /// one: the acknowledged entries between them cannot be trimmed until it settles.
-    pub fn held_back_ms(&self) -> u64 {
-        match (&self.oldest_leased, &self.last_delivered) {
-            (Some(oldest), Some(last)) => entry_ms(last).saturating_sub(entry_ms(oldest)),
-            _ => 0,
-        }
-    }
-}
-
 impl Storage {
     /// Deletes the acknowledged entries at the head of the queue's stream: everything below the
     /// oldest entry some consumer group still holds or has not read. Nothing leased or waiting is
-    /// ever removed.
+    /// ever removed. The report says how far, in ms of entry time, the oldest leased entry lags
+    /// behind the last delivered one: the acknowledged entries between them wait for it.
     pub async fn trim_acked(&self, keys: &QueueKeys) -> Result<TrimReport, StorageError> {
         let (trimmed, oldest, last, _, _) = self.trim_script(keys, false, false).await?;
-        Ok(TrimReport {
-            trimmed,
-            oldest_leased: (!oldest.is_empty()).then_some(oldest),
-            last_delivered: (!last.is_empty()).then_some(last),
-        })
+        let mut report = TrimReport::default();
+        report.trimmed = trimmed;
+        report.held_back_ms = if oldest.is_empty() || last.is_empty() {
+            0
+        } else {
+            entry_ms(&last).saturating_sub(entry_ms(&oldest))
+        };
+        report.oldest_leased = (!oldest.is_empty()).then_some(oldest);
+        report.last_delivered = (!last.is_empty()).then_some(last);
+        Ok(report)
     }
 
     /// Entries waiting for Quern's group, counted the way Redis 6.2 (no `lag` field) must; `None`

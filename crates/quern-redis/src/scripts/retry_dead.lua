@@ -1,4 +1,4 @@
--- revive_dead: a dead job goes back to its queue for a fresh set of attempts.
+-- retry_dead: a dead job goes back to its queue for a fresh set of attempts.
 -- KEYS[1] -> stream
 -- KEYS[2] -> dead sorted set
 -- KEYS[3] -> dead records hash

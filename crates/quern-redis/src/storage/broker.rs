@@ -1,0 +1,116 @@
+//! `impl Broker for Storage`: the worker's interface, each method one of the storage's own.
+
+use std::time::Duration;
+
+use quern_core::broker::{Broker, Delivery, Promoted, Settle, SettleOptions, TrimReport};
+use redis::aio::ConnectionManager;
+
+use crate::error::StorageError;
+use crate::keys::{QueueKeys, validate_queue};
+use crate::resp::Reader;
+
+use super::Storage;
+
+impl Broker for Storage {
+    type Error = StorageError;
+    type Queue = QueueKeys;
+    type Claimer = Reader;
+    type Waiter = ConnectionManager;
+
+    fn describe(&self) -> String {
+        Storage::describe(self)
+    }
+
+    fn max_payload_bytes(&self) -> usize {
+        self.config.max_payload_bytes
+    }
+
+    fn queue(&self, name: &str) -> Result<QueueKeys, StorageError> {
+        validate_queue(name)?;
+        Ok(self.keys(name))
+    }
+
+    fn queue_name(queue: &QueueKeys) -> &str {
+        &queue.queue
+    }
+
+    /// Creates the consumer group (and the stream) if missing and loads the scripts.
+    async fn prepare(&self, queue: &QueueKeys) -> Result<(), StorageError> {
+        self.ensure_group(queue).await?;
+        self.load_scripts().await
+    }
+
+    async fn claimer(&self, block: Duration) -> Result<Reader, StorageError> {
+        self.reader(block).await
+    }
+
+    async fn claim(
+        &self,
+        claimer: &mut Reader,
+        queue: &QueueKeys,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>, StorageError> {
+        self.read(claimer, queue, consumer, count, block).await
+    }
+
+    async fn settle(
+        &self,
+        queue: &QueueKeys,
+        ops: &[Settle],
+        options: SettleOptions,
+    ) -> Result<(), StorageError> {
+        Storage::settle(self, queue, ops, options).await
+    }
+
+    async fn renew(
+        &self,
+        queue: &QueueKeys,
+        consumer: &str,
+        entry_ids: &[String],
+    ) -> Result<Vec<String>, StorageError> {
+        Storage::renew(self, queue, consumer, entry_ids).await
+    }
+
+    async fn requeue_expired(&self, queue: &QueueKeys, lease: Duration) -> Result<usize, StorageError> {
+        Storage::requeue_expired(self, queue, lease).await
+    }
+
+    async fn release(&self, queue: &QueueKeys, consumer: &str) -> Result<usize, StorageError> {
+        Storage::release(self, queue, consumer).await
+    }
+
+    async fn remove_consumer(&self, queue: &QueueKeys, consumer: &str) -> Result<(), StorageError> {
+        self.delete_consumer(queue, consumer).await
+    }
+
+    async fn promote_due(&self, queue: &QueueKeys, now_ms: u64) -> Result<Promoted, StorageError> {
+        Storage::promote_due(self, queue, now_ms).await
+    }
+
+    async fn waiter(&self, timeout: Duration) -> Result<ConnectionManager, StorageError> {
+        self.dedicated(timeout).await
+    }
+
+    async fn wait_for_wake(
+        &self,
+        waiter: &mut ConnectionManager,
+        queue: &QueueKeys,
+        timeout: Duration,
+    ) -> Result<bool, StorageError> {
+        self.wait_wake(waiter, queue, timeout).await
+    }
+
+    async fn trim(&self, queue: &QueueKeys) -> Result<TrimReport, StorageError> {
+        self.trim_acked(queue).await
+    }
+
+    async fn push(&self, queue: &QueueKeys, envelopes: &[String]) -> Result<(), StorageError> {
+        Storage::push(self, queue, envelopes).await.map(drop)
+    }
+
+    async fn schedule(&self, queue: &QueueKeys, jobs: &[(u64, String)]) -> Result<(), StorageError> {
+        Storage::schedule(self, queue, jobs).await
+    }
+}
