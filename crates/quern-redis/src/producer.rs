@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quern_core::envelope::{check_size, decode_payload, encode_new};
-use quern_core::{Envelope, Job, JobId};
+use quern_core::{Envelope, Event, EventKind, Events, Job, JobId};
 use serde_json::value::RawValue;
 
 use crate::error::StorageError;
@@ -33,19 +33,41 @@ const BULK_CHUNK: usize = 1000;
 #[derive(Debug, Clone)]
 pub struct Producer {
     storage: Storage,
+    /// Where `Enqueued` events go (nowhere until someone subscribes).
+    events: Events,
 }
 
 impl Producer {
     /// Connects to Redis.
     pub async fn connect(config: RedisConfig) -> Result<Self, StorageError> {
-        Ok(Self {
-            storage: Storage::connect(config).await?,
-        })
+        Ok(Self::new(Storage::connect(config).await?))
     }
 
     /// A producer sharing an existing connection.
     pub fn new(storage: Storage) -> Self {
-        Self { storage }
+        Self {
+            storage,
+            events: Events::default(),
+        }
+    }
+
+    /// Emits an `Enqueued` event to `events` for every job this producer writes.
+    #[must_use]
+    pub fn events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
+    }
+
+    fn enqueued<'a>(&self, queue: &str, job: &str, ids: impl IntoIterator<Item = &'a JobId>) {
+        if !self.events.is_observed() {
+            return;
+        }
+        let now = self.storage.clock().now_ms();
+        let (queue, job): (std::sync::Arc<str>, std::sync::Arc<str>) = (queue.into(), job.into());
+        for id in ids {
+            self.events
+                .emit(|| Event::new(EventKind::Enqueued, id.as_str(), job.clone(), queue.clone(), 1, now));
+        }
     }
 
     /// The storage underneath.
@@ -72,6 +94,7 @@ impl Producer {
         let queue = Self::queue::<J>()?;
         let (id, envelope) = self.encode(job)?;
         self.storage.push(&self.storage.keys(&queue), &[envelope]).await?;
+        self.enqueued(&queue, J::NAME, [&id]);
         Ok(id)
     }
 
@@ -96,6 +119,7 @@ impl Producer {
         if !chunk.is_empty() {
             self.storage.push(&keys, &chunk).await?;
         }
+        self.enqueued(&queue, J::NAME, &ids);
         Ok(ids)
     }
 
@@ -109,6 +133,7 @@ impl Producer {
         let queue = Self::queue::<J>()?;
         let (id, envelope) = self.encode(job)?;
         self.put(&queue, envelope, at).await?;
+        self.enqueued(&queue, J::NAME, [&id]);
         Ok(id)
     }
 
@@ -127,6 +152,7 @@ impl Producer {
         let payload: Box<RawValue> = decode_payload(json).map_err(StorageError::Payload)?;
         let env = Envelope::new(job_name, &payload);
         self.put(queue, env.encode(), at.unwrap_or(UNIX_EPOCH)).await?;
+        self.enqueued(queue, job_name, [&env.id]);
         Ok(env.id)
     }
 

@@ -30,7 +30,7 @@ impl Reconnect {
         self.delay = Duration::from_millis(100);
     }
 
-    pub(crate) async fn failed(&mut self, e: &(dyn std::error::Error + 'static)) {
+    pub(crate) async fn failed(&mut self, e: &(dyn std::error::Error + Send + Sync + 'static)) {
         self.failures += 1;
         tracing::warn!(broker = %self.url, task = self.what, attempt = self.failures,
             retry_in_ms = self.delay.as_millis() as u64, error = %quern_core::ErrorChain::of(e),

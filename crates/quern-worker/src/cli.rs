@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 use quern_core::envelope::decode_envelope;
-use quern_core::{ErrorChain, Shutdown};
+use quern_core::ErrorChain;
 use quern_redis::{DeadRecord, Producer, QueueKeys, RedisConfig, Storage, StorageError};
 
 use crate::{Registry, Worker, WorkerConfig};
@@ -424,7 +424,7 @@ async fn revive(storage: &Storage, keys: &QueueKeys, id: &str, text: &str) -> Re
             return Ok(ExitCode::FAILURE);
         }
     };
-    if storage.dead_revive(keys, id, &env).await? {
+    if storage.retry_dead(keys, id, &env).await? {
         println!("{id} is back in queue {}", keys.queue);
         Ok(ExitCode::SUCCESS)
     } else {

@@ -30,18 +30,8 @@ pub(crate) struct Job<'a> {
 pub(crate) fn settle(shared: &Shared, job: Job<'_>, outcome: AttemptOutcome) -> Option<Settle> {
     let now = shared.clock.now_ms();
     let decision = decide(&outcome, Attempt::new(job.attempt, now), &job.policy);
-    let event = |kind| {
-        move || {
-            Event::new(
-                kind,
-                job.id.as_str(),
-                job.env.job.as_str(),
-                &**job.queue,
-                job.attempt,
-                now,
-            )
-        }
-    };
+    let (id, name, queue, attempt) = (&job.id, job.env.job.as_str(), job.queue, job.attempt);
+    let event = |kind| move || Event::new(kind, id.as_str(), name, &**queue, attempt, now);
     let Decision { fate, failure } = decision;
     let chain = failure.as_ref().map(|f| f.chain.join(": caused by: "));
     let chain = chain.as_deref().unwrap_or("");

@@ -162,12 +162,8 @@ impl<B: Broker> Settler<B> {
         if let Ok(env) = decode_envelope(envelope.as_bytes()) {
             record = record.with_envelope(&env, env.attempt);
         }
-        let failure = Failure {
-            attempt: record.attempt,
-            at: now,
-            kind: FailureKind::Settle.as_str().to_owned(),
-            chain: chain.0.clone(),
-        };
+        let mut failure = Failure::new(record.attempt, FailureKind::Settle.as_str(), chain.0.clone());
+        failure.at = now;
         Some(Settle::Dead {
             entry_id: entry_id.clone(),
             job_id: job_id.clone(),
