@@ -18,12 +18,9 @@ pub async fn connect(url: &str) -> Result<MultiplexedConnection> {
         .with_context(|| format!("cannot connect to {}", redact(url)))
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password, for messages ([`quern_core::redact_url`]).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
-    }
+    quern_core::redact_url(url)
 }
 
 /// Deletes every key matching `pattern` (SCAN + UNLINK); returns how many were deleted.

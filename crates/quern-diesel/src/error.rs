@@ -10,8 +10,10 @@ type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// Why [`IsolatedPg`](crate::IsolatedPg) could not hand out a connection, or a query failed.
 ///
-/// Messages name the server (host, port, database) and show URLs with the password replaced by
-/// `***`; the underlying error is kept as [`source()`](StdError::source), never flattened.
+/// Messages name the server (host, port, database) and show URLs as
+/// [`redact_url`](quern_core::redact_url) prints them: the password replaced by `***`, and a
+/// string it cannot read with certainty hidden whole. The underlying error is kept as
+/// [`source()`](StdError::source), never flattened.
 ///
 /// `?` inside [`Job::run`](quern_core::Job::run) turns any `PgError` into a *retryable*
 /// [`JobError`] (quern-core's blanket conversion). To let a permanent failure (a malformed URL)
@@ -36,7 +38,9 @@ pub enum PgError {
     InvalidUrl {
         /// The URL, password redacted.
         url: String,
-        /// The parser's complaint.
+        /// The parser's complaint. When tokio-postgres's would quote the string (an unknown
+        /// option's name, an unexpected character: perhaps part of a password), a stand-in of
+        /// the same kind that names the option `<hidden>`.
         #[source]
         source: tokio_postgres::Error,
     },
@@ -45,7 +49,8 @@ pub enum PgError {
     /// login, or the database does not exist.
     #[error("cannot connect to PostgreSQL at {target} ({url})")]
     Connect {
-        /// `host:port/database` (every host, comma-separated, when the URL lists several).
+        /// `host:port/database` (every host, comma-separated, when the URL lists several),
+        /// naming only what `url` shows: a host or database it hides is `***`.
         target: String,
         /// The URL, password redacted.
         url: String,

@@ -199,7 +199,7 @@ impl IsolatedPg {
         let mut config = parse(&url)?;
         config.application_name(self.application_name());
         config.connect_timeout(self.settings.connect_timeout);
-        let target = target(&config);
+        let target = target(&config, &redact_url(&url));
         let opened = Arc::clone(self.opened.get_or_init(|| Arc::new(AtomicU64::new(0))));
         let pool = Pool::builder(PgManager::new(config, opened))
             .max_size(self.settings.pool_size())
@@ -298,12 +298,42 @@ impl fmt::Debug for IsolatedPg {
 fn parse(url: &str) -> Result<tokio_postgres::Config, PgError> {
     tokio_postgres::Config::from_str(url).map_err(|source| PgError::InvalidUrl {
         url: redact_url(url),
-        source,
+        source: without_quotes_of_the_input(source),
     })
 }
 
+/// A parse error that does not quote the connection string: tokio-postgres names an unknown
+/// option (`password=pa ss=word` gives "unknown option `ss`") or the character it did not
+/// expect, and either may be part of a password. Such an error is replaced by a stand-in of the
+/// same kind whose option is named `<hidden>`; every other parse error quotes nothing and is kept.
+fn without_quotes_of_the_input(e: tokio_postgres::Error) -> tokio_postgres::Error {
+    let quotes_input = std::error::Error::source(&e).is_some_and(|cause| {
+        let cause = cause.to_string();
+        cause.starts_with("unknown option") || cause.starts_with("unexpected character")
+    });
+    if !quotes_input {
+        return e;
+    }
+    match tokio_postgres::Config::from_str("<hidden>=x") {
+        Err(stand_in) => stand_in,
+        Ok(_) => e,
+    }
+}
+
 /// `host:port/database` for messages; every host when the URL lists several.
-fn target(config: &tokio_postgres::Config) -> String {
+///
+/// It names only what `redacted` (the URL as printed) shows: tokio-postgres ends the userinfo at
+/// the first `@`, so a password holding one (`app:pa@ss@db`) leaves its tail in the host it
+/// parses (`ss@db`), which the redacted URL hides. Anything the redacted URL does not contain
+/// is printed as `***`.
+fn target(config: &tokio_postgres::Config, redacted: &str) -> String {
+    let shown = |s: &str| -> String {
+        if redacted.contains(s) {
+            s.to_owned()
+        } else {
+            "***".to_owned()
+        }
+    };
     let ports = config.get_ports();
     let hosts: Vec<String> = config
         .get_hosts()
@@ -312,7 +342,7 @@ fn target(config: &tokio_postgres::Config) -> String {
         .map(|(i, host)| {
             let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
             match host {
-                tokio_postgres::config::Host::Tcp(h) => format!("{h}:{port}"),
+                tokio_postgres::config::Host::Tcp(h) => format!("{}:{port}", shown(h)),
                 #[allow(unreachable_patterns)]
                 other => format!("{other:?}:{port}"),
             }
@@ -323,7 +353,10 @@ fn target(config: &tokio_postgres::Config) -> String {
     } else {
         hosts.join(",")
     };
-    let db = config.get_dbname().or(config.get_user()).unwrap_or("?");
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .map_or_else(|| "?".to_owned(), shown);
     format!("{hosts}/{db}")
 }
 
@@ -333,10 +366,46 @@ mod tests {
 
     #[test]
     fn target_names_host_port_and_database() {
-        let c = parse("postgres://u:pw@db.example:6543/site").unwrap();
-        assert_eq!(target(&c), "db.example:6543/site");
-        let c = parse("host=a,b port=1 dbname=x").unwrap();
-        assert_eq!(target(&c), "a:1,b:1/x");
+        let target_of = |url: &str| target(&parse(url).unwrap(), &redact_url(url));
+        assert_eq!(
+            target_of("postgres://u:pw@db.example:6543/site"),
+            "db.example:6543/site"
+        );
+        assert_eq!(target_of("host=a,b port=1 dbname=x"), "a:1,b:1/x");
+        assert_eq!(target_of("postgres://u@h"), "h:5432/u");
+    }
+
+    #[test]
+    fn target_names_nothing_the_redacted_url_hides() {
+        // tokio-postgres reads the host `ss@db` and the database `x@db/site` here.
+        for url in [
+            "postgres://app:s3cr@3tPW@db/site",
+            "postgres://app:s3cr@3tPW/x@db/site",
+        ] {
+            let c = parse(url).unwrap();
+            let t = target(&c, &redact_url(url));
+            assert!(!t.contains("3tPW"), "{url} gave {t}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_input() {
+        for url in [
+            "host=h password=s3cr 3tPW=x",
+            "host=h password=s3cr 3tPW word",
+            "postgres://h/db?password=s3cr&3tPW=x",
+        ] {
+            let e = parse(url).unwrap_err();
+            let chain = quern_core::ErrorChain::of(&e).to_string();
+            assert!(
+                !chain.contains("3tPW") && !chain.contains("`w`"),
+                "{url}: {chain}"
+            );
+            assert!(chain.contains("invalid connection string"), "{url}: {chain}");
+        }
+        let e = parse("host=h port=x").unwrap_err();
+        let chain = quern_core::ErrorChain::of(&e).to_string();
+        assert!(chain.contains("invalid value for option `port`"), "{chain}");
     }
 
     #[test]

@@ -154,6 +154,45 @@ impl PgServer {
         }
     }
 
+    /// Creates login role `role` with `password` and makes the server check that password for
+    /// it (`scram-sha-256`) on TCP; `root` and every other role keep trust authentication, so
+    /// [`execute`](Self::execute) and the `root` URLs work as before. The role may use the
+    /// database `test`. For tests of a refused login: connect as `role` with a wrong password.
+    ///
+    /// ```no_run
+    /// let pg = test_support::PgServer::start();
+    /// pg.add_password_role("app", "right-pw");
+    /// let wrong = format!("postgres://app:wrong@127.0.0.1:{}/test", pg.port()); // refused
+    /// # drop(wrong);
+    /// ```
+    pub fn add_password_role(&self, role: &str, password: &str) {
+        let sql = format!(
+            "CREATE ROLE {} LOGIN PASSWORD '{}'; GRANT ALL ON DATABASE {PG_DEFAULT_DB} TO {0}",
+            quote_ident(role),
+            password.replace('\'', "''")
+        );
+        self.execute("postgres", &sql);
+        // The first matching line wins: ours goes before initdb's `trust` ones.
+        let hba_path = self.data_dir().join("pg_hba.conf");
+        let hba = std::fs::read_to_string(&hba_path)
+            .unwrap_or_else(|e| panic!("test-support: cannot read {}: {e}", hba_path.display()));
+        let line = format!("host all {} 127.0.0.1/32 scram-sha-256\n", quote_ident(role));
+        std::fs::write(&hba_path, format!("{line}{hba}"))
+            .unwrap_or_else(|e| panic!("test-support: cannot write {}: {e}", hba_path.display()));
+        self.execute("postgres", "SELECT pg_reload_conf()");
+        // The postmaster rereads the file on SIGHUP, asynchronously: wait until it refuses a
+        // trust login as the role.
+        let refused = crate::process::poll_until(Duration::from_secs(10), || {
+            let stream = connect(self.port, QUERY_TIMEOUT).ok()?;
+            session(stream, role, PG_DEFAULT_DB, None).err()
+        });
+        assert!(
+            refused.is_some(),
+            "test-support: the server on port {} still lets {role} in without a password",
+            self.port
+        );
+    }
+
     /// Stops the server (`pg_ctl stop -m fast`) and waits until it is down. Does nothing if it
     /// is not running.
     pub fn stop(&mut self) {

@@ -1,4 +1,5 @@
-//! [`RedisServer`]: a private `redis-server` on a free port, for tests that stop or restart Redis.
+//! [`RedisServer`]: a private `redis-server` on a free port, for tests that stop or restart Redis
+//! or need a password-protected one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -49,6 +50,8 @@ pub struct RedisServer {
     bin: String,
     /// Cleans up if the test process dies without dropping this value.
     watchdog: Option<Child>,
+    /// The `requirepass` password, sent with the readiness PING; `None` for an open server.
+    password: Option<String>,
 }
 
 impl RedisServer {
@@ -62,6 +65,25 @@ impl RedisServer {
     /// `&["--appendonly", "yes"]`. They are appended after the defaults, and `redis-server`
     /// lets later arguments win, so `--save` or `--appendonly` given here replace the defaults.
     pub fn start_with(extra_args: &[&str]) -> Self {
+        Self::start_inner(extra_args, None)
+    }
+
+    /// Starts a private server that requires `password` (`--requirepass`) from every client,
+    /// with extra arguments as for [`RedisServer::start_with`]. [`RedisServer::url`] stays
+    /// without the password (a client connecting with it gets `NOAUTH`);
+    /// [`RedisServer::url_with_password`] includes it.
+    ///
+    /// ```no_run
+    /// let redis = test_support::RedisServer::start_with_password("s3cret", &[]);
+    /// assert!(redis.url_with_password().starts_with("redis://:s3cret@127.0.0.1:"));
+    /// ```
+    pub fn start_with_password(password: &str, extra_args: &[&str]) -> Self {
+        let mut args = vec!["--requirepass", password];
+        args.extend_from_slice(extra_args);
+        Self::start_inner(&args, Some(password.to_owned()))
+    }
+
+    fn start_inner(extra_args: &[&str], password: Option<String>) -> Self {
         let bin = std::env::var(REDIS_SERVER_ENV)
             .ok()
             .filter(|s| !s.is_empty())
@@ -78,6 +100,7 @@ impl RedisServer {
             args: Vec::new(),
             bin,
             watchdog: None,
+            password,
         };
         // Before the first spawn: if the test process dies from here on, nothing is left behind.
         server.watchdog = spawn_watchdog(server.dir.path(), &server.pidfile(), "TERM");
@@ -104,6 +127,16 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `redis://:<password>@127.0.0.1:<port>` for a server started with
+    /// [`RedisServer::start_with_password`] (the password percent-encoded), else the same as
+    /// [`RedisServer::url`].
+    pub fn url_with_password(&self) -> String {
+        match &self.password {
+            Some(password) => format!("redis://:{}@127.0.0.1:{}", percent_encode(password), self.port),
+            None => self.url(),
+        }
     }
 
     /// The TCP port, the same across restarts.
@@ -193,12 +226,13 @@ impl RedisServer {
         };
         self.child = Some(child);
         let port = self.port;
+        let password = self.password.clone();
         let ready = poll_until(READY_TIMEOUT, || {
             let child = self.child.as_mut()?;
             if !matches!(child.try_wait(), Ok(None)) {
                 return Some(false);
             }
-            ping(port, Duration::from_millis(200)).then_some(true)
+            ping_with(port, password.as_deref(), Duration::from_millis(200)).then_some(true)
         });
         if ready == Some(true) {
             return Ok(());
@@ -227,24 +261,51 @@ impl Drop for RedisServer {
 ///
 /// A server that is loading its data answers `-LOADING`, which counts as not ready.
 pub(crate) fn ping(port: u16, timeout: Duration) -> bool {
+    ping_with(port, None, timeout)
+}
+
+/// [`ping`], first authenticating with `password` (`AUTH`, pipelined) when there is one.
+fn ping_with(port: u16, password: Option<&str>, timeout: Duration) -> bool {
     let Ok(mut stream) = connect(port, timeout) else {
         return false;
     };
-    if stream.write_all(b"PING\r\n").is_err() {
+    let mut request = Vec::new();
+    let mut expected: Vec<u8> = Vec::new();
+    if let Some(password) = password {
+        // As a RESP array, so that any byte of the password is sent as it is.
+        request.extend_from_slice(format!("*2\r\n$4\r\nAUTH\r\n${}\r\n", password.len()).as_bytes());
+        request.extend_from_slice(password.as_bytes());
+        request.extend_from_slice(b"\r\n");
+        expected.extend_from_slice(b"+OK\r\n");
+    }
+    request.extend_from_slice(b"PING\r\n");
+    expected.extend_from_slice(b"+PONG");
+    if stream.write_all(&request).is_err() {
         return false;
     }
     let mut buf = [0u8; 64];
     let mut got = 0;
-    while got < 7 {
+    let lines = expected.iter().filter(|&&b| b == b'\n').count() + 1;
+    while got < expected.len() {
         match stream.read(&mut buf[got..]) {
             Ok(0) | Err(_) => break,
             Ok(n) => got += n,
         }
-        if buf[..got].contains(&b'\n') {
+        if buf[..got].iter().filter(|&&b| b == b'\n').count() >= lines {
             break;
         }
     }
-    buf[..got].starts_with(b"+PONG")
+    buf[..got].starts_with(&expected)
+}
+
+/// `s` with every byte but unreserved ones (`A-Z a-z 0-9 - . _ ~`) percent-encoded.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn build_args(port: u16, dir: &Path, extra: &[&str]) -> Vec<String> {
