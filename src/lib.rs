@@ -2,19 +2,19 @@
 #![forbid(unsafe_code)]
 
 pub use quern_core::{
-    AttemptOutcome, Backoff, Broker, Clock, DecodeError, DecodeErrorKind, Envelope, ErrorChain, Event, EventKind,
-    Events, Extensions, Fate, Isolation, Job, JobContext, JobError, JobId, JobInfo, JobOptions, JobState, ManualClock,
-    Outcome, Resource, ResourceContext, Shutdown, lifecycle, redact_url,
+    AttemptOutcome, Backoff, Broker, Clock, DecodeError, DecodeErrorKind, Envelope, ErrorChain, Event,
+    EventKind, Events, Extensions, Fate, Isolation, Job, JobContext, JobError, JobId, JobInfo, JobOptions,
+    JobState, ManualClock, Outcome, Resource, ResourceContext, Shutdown, lifecycle, redact_url,
 };
 pub use quern_redis::{
     DeadReason, DeadRecord, Producer, QueueKeys, QueueStats, RedisConfig, Storage, StorageError, TrimReport,
 };
-pub use quern_worker::{
-    Registry, Worker, WorkerConfig, WorkerError, WorkerReport, middleware, shutdown_from, shutdown_signal,
-};
 /// The command line of a worker binary (feature `cli`, on by default).
 #[cfg(feature = "cli")]
 pub use quern_worker::cli;
+pub use quern_worker::{
+    Registry, Worker, WorkerConfig, WorkerError, WorkerReport, middleware, shutdown_from, shutdown_signal,
+};
 
 /// The isolated diesel-async PostgreSQL pool (feature `diesel`, on by default).
 #[cfg(feature = "diesel")]

@@ -46,7 +46,8 @@ async fn each_transition_is_emitted_once() {
 
     let mut seen: HashMap<String, Vec<EventKind>> = HashMap::new();
     let done = |seen: &HashMap<String, Vec<EventKind>>| {
-        let ends = |id: &str, k: fn(&EventKind) -> bool| seen.get(id).is_some_and(|v| v.last().is_some_and(k));
+        let ends =
+            |id: &str, k: fn(&EventKind) -> bool| seen.get(id).is_some_and(|v| v.last().is_some_and(k));
         ends(ok.as_str(), |k| *k == EventKind::Succeeded)
             && ends(flaky.as_str(), |k| *k == EventKind::Succeeded)
             && ends(bad.as_str(), |k| matches!(k, EventKind::Dead { .. }))
@@ -64,13 +65,29 @@ async fn each_transition_is_emitted_once() {
     while let Ok(e) = rx.try_recv() {
         seen.entry(e.job_id.to_string()).or_default().push(e.kind);
     }
-    assert_eq!(seen[ok.as_str()], [EventKind::Enqueued, EventKind::Started, EventKind::Succeeded]);
+    assert_eq!(
+        seen[ok.as_str()],
+        [EventKind::Enqueued, EventKind::Started, EventKind::Succeeded]
+    );
     let f = &seen[flaky.as_str()];
     assert_eq!(f.len(), 5, "{f:?}");
-    assert_eq!((&f[0], &f[1], &f[3], &f[4]), (&EventKind::Enqueued, &EventKind::Started, &EventKind::Started, &EventKind::Succeeded));
+    assert_eq!(
+        (&f[0], &f[1], &f[3], &f[4]),
+        (
+            &EventKind::Enqueued,
+            &EventKind::Started,
+            &EventKind::Started,
+            &EventKind::Succeeded
+        )
+    );
     assert!(matches!(f[2], EventKind::Retried { .. }));
     let b = &seen[bad.as_str()];
     assert_eq!(b.len(), 3, "{b:?}");
-    assert!(matches!(b[2], EventKind::Dead { reason: quern::DeadReason::Permanent }));
+    assert!(matches!(
+        b[2],
+        EventKind::Dead {
+            reason: quern::DeadReason::Permanent
+        }
+    ));
     storage.delete_queue(&storage.keys("events")).await.unwrap();
 }

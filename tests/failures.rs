@@ -241,7 +241,7 @@ async fn malformed_payloads_are_dead_lettered_with_diagnostics_and_the_batch_run
     let not_env: Vec<DeadRecord> = dead
         .iter()
         .map(|(_, t)| serde_json::from_str::<DeadRecord>(t).unwrap())
-        .filter(|r| r.id.starts_with("undecodable-"))
+        .filter(|r| r.id.starts_with(&format!("{}/", keys.queue)))
         .collect();
     assert_eq!(not_env.len(), 2, "{not_env:?}");
     assert!(not_env.iter().any(|r| r.envelope.as_deref() == Some("[1,2,3]")

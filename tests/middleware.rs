@@ -94,12 +94,19 @@ async fn a_layer_sees_every_outcome_and_can_short_circuit() {
     let worker = Worker::new(storage.clone(), Registry::new().register::<Step>()).layer(audit.clone());
     let running = common::RunningWorker::start(worker);
     assert!(
-        common::wait_until(Duration::from_secs(20), || async { audit.0.lock().unwrap().len() == 20 }).await,
+        common::wait_until(Duration::from_secs(20), || async {
+            audit.0.lock().unwrap().len() == 20
+        })
+        .await,
         "every execution passed the layer"
     );
     let report = running.stop().await;
     let log = audit.0.lock().unwrap().clone();
-    let mut short: Vec<String> = log.iter().filter(|(_, o)| *o == "short-circuited").map(|(id, _)| id.clone()).collect();
+    let mut short: Vec<String> = log
+        .iter()
+        .filter(|(_, o)| *o == "short-circuited")
+        .map(|(id, _)| id.clone())
+        .collect();
     short.sort();
     let mut want = refused.clone();
     want.sort();

@@ -39,7 +39,8 @@ impl DeadReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct DeadRecord {
-    /// The job id (for an entry that was not an envelope at all: `undecodable-<stream id>`).
+    /// The job id (for an entry that was not an envelope at all: `<queue>/<entry id>`, see
+    /// [`JobId::for_entry`](crate::JobId::for_entry)).
     pub id: String,
     /// The job name, when known.
     pub job: Option<String>,

@@ -65,8 +65,16 @@ impl Producer {
         let now = self.storage.clock().now_ms();
         let (queue, job): (std::sync::Arc<str>, std::sync::Arc<str>) = (queue.into(), job.into());
         for id in ids {
-            self.events
-                .emit(|| Event::new(EventKind::Enqueued, id.as_str(), job.clone(), queue.clone(), 1, now));
+            self.events.emit(|| {
+                Event::new(
+                    EventKind::Enqueued,
+                    id.as_str(),
+                    job.clone(),
+                    queue.clone(),
+                    1,
+                    now,
+                )
+            });
         }
     }
 

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-
 pub(crate) struct Reconnect {
     url: String,
     what: &'static str,

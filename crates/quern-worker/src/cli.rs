@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
-use quern_core::envelope::decode_envelope;
 use quern_core::ErrorChain;
+use quern_core::envelope::decode_envelope;
 use quern_redis::{DeadRecord, Producer, QueueKeys, RedisConfig, Storage, StorageError};
 
 use crate::{Registry, Worker, WorkerConfig};

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use quern_core::lifecycle::{AttemptOutcome, Stage};
-use quern_core::{Extensions, Isolation, Job, JobContext, JobError, Outcome, Resource, ResourceContext, Shutdown};
+use quern_core::{
+    Extensions, Isolation, Job, JobContext, JobError, Outcome, Resource, ResourceContext, Shutdown,
+};
 
 use crate::panic::{IN_EXECUTION, LAST_PANIC_BACKTRACE, panic_message};
 
@@ -157,4 +159,3 @@ impl<F: Future> Future for InExecution<F> {
         out
     }
 }
-

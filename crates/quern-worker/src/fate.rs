@@ -50,12 +50,17 @@ pub(crate) fn settle(shared: &Shared, job: Job<'_>, outcome: AttemptOutcome) -> 
             let retry_in_ms = at_ms.saturating_sub(now);
             let attempts_left = job.policy.max_attempts.saturating_sub(job.attempt);
             match outcome.backtrace() {
-                None => tracing::warn!(failure = kind, error.chain = %chain, retry_in_ms, attempts_left, "job failed; will retry"),
-                Some(bt) => tracing::warn!(failure = kind, error.chain = %chain, retry_in_ms, attempts_left, backtrace = %bt, "job failed; will retry"),
+                None => {
+                    tracing::warn!(failure = kind, error.chain = %chain, retry_in_ms, attempts_left, "job failed; will retry")
+                }
+                Some(bt) => {
+                    tracing::warn!(failure = kind, error.chain = %chain, retry_in_ms, attempts_left, backtrace = %bt, "job failed; will retry")
+                }
             }
             let mut next = job.env.next_attempt(failure.expect("a retry follows a failure"));
             next.id = job.id.clone();
-            next.enqueued_at.get_or_insert(crate::worker::entry_ms(&job.entry_id));
+            next.enqueued_at
+                .get_or_insert(crate::worker::entry_ms(&job.entry_id));
             shared.events.emit(event(EventKind::Retried { at_ms }));
             Some(Settle::Retry {
                 entry_id: job.entry_id,
@@ -68,7 +73,8 @@ pub(crate) fn settle(shared: &Shared, job: Job<'_>, outcome: AttemptOutcome) -> 
             tracing::info!(snooze_ms = until_ms.saturating_sub(now), "job snoozed");
             let mut same = job.env.clone();
             same.id = job.id.clone();
-            same.enqueued_at.get_or_insert(crate::worker::entry_ms(&job.entry_id));
+            same.enqueued_at
+                .get_or_insert(crate::worker::entry_ms(&job.entry_id));
             shared.events.emit(event(EventKind::Snoozed { until_ms }));
             Some(Settle::Snooze {
                 entry_id: job.entry_id,
@@ -80,7 +86,9 @@ pub(crate) fn settle(shared: &Shared, job: Job<'_>, outcome: AttemptOutcome) -> 
         Fate::Dead { reason } => {
             if matches!(
                 outcome,
-                AttemptOutcome::Failed { .. } | AttemptOutcome::Panicked { .. } | AttemptOutcome::TimedOut { .. }
+                AttemptOutcome::Failed { .. }
+                    | AttemptOutcome::Panicked { .. }
+                    | AttemptOutcome::TimedOut { .. }
             ) {
                 shared.counters.failed.fetch_add(1, Relaxed);
             }
@@ -89,8 +97,12 @@ pub(crate) fn settle(shared: &Shared, job: Job<'_>, outcome: AttemptOutcome) -> 
                     decode.kind = ?err.kind, decode.path = err.path.as_deref().unwrap_or(""), decode.line = err.line,
                     decode.column = err.column, decode.offset = err.offset, decode.window = %err.window,
                     error = %err, "job payload cannot be decoded; dead-lettered (retrying cannot fix it)"),
-                (_, None) => tracing::error!(failure = kind, error.chain = %chain, reason = reason.describe(), "job failed; dead-lettered"),
-                (_, Some(bt)) => tracing::error!(failure = kind, error.chain = %chain, reason = reason.describe(), backtrace = %bt, "job failed; dead-lettered"),
+                (_, None) => {
+                    tracing::error!(failure = kind, error.chain = %chain, reason = reason.describe(), "job failed; dead-lettered")
+                }
+                (_, Some(bt)) => {
+                    tracing::error!(failure = kind, error.chain = %chain, reason = reason.describe(), backtrace = %bt, "job failed; dead-lettered")
+                }
             }
             let message = match &outcome {
                 AttemptOutcome::Undecodable(err) => format!("payload cannot be decoded: {err}"),

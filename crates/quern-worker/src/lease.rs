@@ -48,9 +48,17 @@ impl<B: Broker> Keeper<B> {
                 reconnect.succeeded();
                 if kept.len() < ids.len() {
                     let kept: std::collections::HashSet<&str> = kept.iter().map(String::as_str).collect();
-                    let lost: Vec<&str> = ids.iter().map(String::as_str).filter(|id| !kept.contains(id)).collect();
-                    tracing::warn!(queue = &*self.name, lost = lost.len(), entries = ?lost,
-                        "leases expired before renewal; those jobs were queued again and may run twice");
+                    let lost: Vec<&str> = ids
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|id| !kept.contains(id))
+                        .collect();
+                    tracing::warn!(
+                        queue = &*self.name,
+                        lost = lost.len(),
+                        first = lost[0],
+                        "leases expired before renewal; those jobs were queued again and may run twice"
+                    );
                     self.in_flight.remove_all(lost);
                 }
                 Ok(ids.len())
@@ -71,7 +79,11 @@ impl<B: Broker> Keeper<B> {
                 Ok(n) => {
                     reconnect.succeeded();
                     if n > 0 {
-                        tracing::warn!(queue = &*self.name, jobs = n, "requeued jobs whose worker stopped renewing their lease");
+                        tracing::warn!(
+                            queue = &*self.name,
+                            jobs = n,
+                            "requeued jobs whose worker stopped renewing their lease"
+                        );
                     }
                 }
                 Err(e) => reconnect.failed(&e).await,
@@ -109,7 +121,10 @@ mod tests {
         let lease = Duration::from_secs(3);
         let a = keeper(&broker, "a", lease);
         broker.push(&a.queue, &["{}".into(), "{}".into()]).await.unwrap();
-        let got = broker.claim(&mut (), &a.queue, "a", 2, Duration::ZERO).await.unwrap();
+        let got = broker
+            .claim(&mut (), &a.queue, "a", 2, Duration::ZERO)
+            .await
+            .unwrap();
         a.in_flight.insert_all([got[0].entry_id.as_str()]);
         let mut reconnect = Reconnect::new("memory".into(), "test");
         // Two lease periods pass; the first job is renewed every third of one, the second never.
@@ -117,7 +132,11 @@ mod tests {
             tokio::time::advance(lease / 3).await;
             assert_eq!(a.renew_once(&mut reconnect).await, Ok(1));
         }
-        assert_eq!(broker.requeue_expired(&a.queue, lease).await.unwrap(), 1, "only the unrenewed job expired");
+        assert_eq!(
+            broker.requeue_expired(&a.queue, lease).await.unwrap(),
+            1,
+            "only the unrenewed job expired"
+        );
         assert_eq!(broker.stats("lease").running, 1);
         // Now the renewer stalls past the lease: the reaper takes the job back...
         tokio::time::advance(lease).await;
@@ -134,7 +153,10 @@ mod tests {
         let lease = Duration::from_secs(2);
         let k = keeper(&broker, "a", lease);
         broker.push(&k.queue, &["{}".into()]).await.unwrap();
-        broker.claim(&mut (), &k.queue, "dead-worker", 1, Duration::ZERO).await.unwrap();
+        broker
+            .claim(&mut (), &k.queue, "dead-worker", 1, Duration::ZERO)
+            .await
+            .unwrap();
         let stop = Shutdown::new();
         let reaper = tokio::spawn(k.clone().reap(stop.clone()));
         tokio::time::sleep(lease / 2).await;

@@ -117,7 +117,8 @@ impl Stack {
     pub(crate) fn push<L>(self, layer: L) -> Self
     where
         L: Layer<BoxedService>,
-        L::Service: Service<Execution, Response = AttemptOutcome, Error = Infallible> + Clone + Send + Sync + 'static,
+        L::Service:
+            Service<Execution, Response = AttemptOutcome, Error = Infallible> + Clone + Send + Sync + 'static,
         <L::Service as Service<Execution>>::Future: Send + 'static,
     {
         let inner = self.0.unwrap_or_else(|| BoxedService::new(Executor));

@@ -46,10 +46,7 @@ pub(crate) async fn process(shared: &Shared, queue: &Arc<str>, mut d: Delivery) 
         let handler = shared.registry.get(&env.job);
         let options = handler.map(|h| h.options());
         let policy = Policy {
-            max_attempts: env
-                .max_attempts
-                .or(options.map(|o| o.max_attempts))
-                .unwrap_or(1),
+            max_attempts: env.max_attempts.or(options.map(|o| o.max_attempts)).unwrap_or(1),
             backoff: options.map(|o| o.backoff).unwrap_or_default(),
         };
         let job = Job {
@@ -69,7 +66,13 @@ pub(crate) async fn process(shared: &Shared, queue: &Arc<str>, mut d: Delivery) 
             return fate::settle(shared, job, outcome);
         };
         if lost_too_often(attempt, policy.max_attempts, d.lease_expiries) {
-            return fate::settle(shared, job, AttemptOutcome::Lost { expiries: d.lease_expiries });
+            return fate::settle(
+                shared,
+                job,
+                AttemptOutcome::Lost {
+                    expiries: d.lease_expiries,
+                },
+            );
         }
         let payload = env.payload.get();
         if let Err(err) = check_size(payload.as_bytes(), shared.max_payload) {
@@ -84,7 +87,12 @@ pub(crate) async fn process(shared: &Shared, queue: &Arc<str>, mut d: Delivery) 
             env.enqueued_time(crate::worker::entry_ms(&job.entry_id)),
             shared.soft_stop.clone(),
         ));
-        let run = match handler.prepare(ctx.clone(), payload, shared.extensions.clone(), shared.limits.clone()) {
+        let run = match handler.prepare(
+            ctx.clone(),
+            payload,
+            shared.extensions.clone(),
+            shared.limits.clone(),
+        ) {
             Ok(run) => run,
             Err(err) => return fate::settle(shared, job, AttemptOutcome::Undecodable(err)),
         };

@@ -65,7 +65,11 @@ impl<B: Broker> Promoter<B> {
             }
         };
         loop {
-            match self.broker.wait_for_wake(&mut waiter, &self.queue, MAX_SLEEP).await {
+            match self
+                .broker
+                .wait_for_wake(&mut waiter, &self.queue, MAX_SLEEP)
+                .await
+            {
                 Ok(true) => self.woken.notify_one(),
                 Ok(false) => reconnect.succeeded(),
                 Err(e) => reconnect.failed(&e).await,
@@ -96,12 +100,20 @@ mod tests {
             .schedule(&queue, &[(1_000_400, "{\"job\":\"a\",\"payload\":1}".into())])
             .await
             .unwrap();
-        assert_eq!(promoter.promote_once().await.unwrap(), Duration::from_millis(400), "sleeps until due");
+        assert_eq!(
+            promoter.promote_once().await.unwrap(),
+            Duration::from_millis(400),
+            "sleeps until due"
+        );
         assert_eq!(broker.stats("promote").pending, 0);
         manual.advance(Duration::from_millis(399));
         assert_eq!(promoter.promote_once().await.unwrap(), Duration::from_millis(1));
         manual.advance(Duration::from_millis(1));
-        assert_eq!(promoter.promote_once().await.unwrap(), MAX_SLEEP, "nothing left: the longest sleep");
+        assert_eq!(
+            promoter.promote_once().await.unwrap(),
+            MAX_SLEEP,
+            "nothing left: the longest sleep"
+        );
         assert_eq!(broker.stats("promote").pending, 1);
     }
 
@@ -120,8 +132,13 @@ mod tests {
         let notified = woken.notified();
         broker.schedule(&queue, &[(5, "{}".into())]).await.unwrap();
         let started = tokio::time::Instant::now();
-        tokio::time::timeout(Duration::from_secs(5), notified).await.expect("woken");
-        assert!(started.elapsed() < MAX_SLEEP, "woken by the schedule, not by the periodic check");
+        tokio::time::timeout(Duration::from_secs(5), notified)
+            .await
+            .expect("woken");
+        assert!(
+            started.elapsed() < MAX_SLEEP,
+            "woken by the schedule, not by the periodic check"
+        );
         listener.abort();
     }
 }

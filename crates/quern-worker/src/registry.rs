@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use quern_core::{AttemptOutcome, DecodeError, Extensions, Job, JobContext, JobOptions, envelope::decode_payload};
+use quern_core::{
+    AttemptOutcome, DecodeError, Extensions, Job, JobContext, JobOptions, envelope::decode_payload,
+};
 
 use crate::executor::{self, Limits};
 

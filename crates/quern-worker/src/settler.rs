@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use quern_core::envelope::{Failure, decode_envelope};
 use quern_core::lifecycle::{AfterSettleError, FailureKind, after_settle_error};
-use quern_core::{Broker, BrokerError, Clock, DeadReason, DeadRecord, DeadRetention, ErrorChain, Settle, SettleOptions, Shutdown};
+use quern_core::{
+    Broker, BrokerError, Clock, DeadReason, DeadRecord, DeadRetention, ErrorChain, Settle, SettleOptions,
+    Shutdown,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -61,10 +64,16 @@ impl<B: Broker> Settler<B> {
                 return;
             }
             if !batch.is_empty() {
-                if !self.write(&batch, trim.delete_acked, &mut reconnect, &give_up).await {
+                if !self
+                    .write(&batch, trim.delete_acked, &mut reconnect, &give_up)
+                    .await
+                {
                     return;
                 }
-                let acked = batch.iter().filter(|op| matches!(op, Settle::Complete { .. })).count();
+                let acked = batch
+                    .iter()
+                    .filter(|op| matches!(op, Settle::Complete { .. }))
+                    .count();
                 trim.acknowledged(acked);
                 self.in_flight.remove_all(batch.iter().map(Settle::entry_id));
                 batch.clear();
@@ -105,7 +114,11 @@ impl<B: Broker> Settler<B> {
                         self.refused(&batch[0], &e, options).await;
                     } else {
                         for op in batch {
-                            if let Err(e) = self.broker.settle(&self.queue, std::slice::from_ref(op), options).await {
+                            if let Err(e) = self
+                                .broker
+                                .settle(&self.queue, std::slice::from_ref(op), options)
+                                .await
+                            {
                                 self.refused(op, &e, options).await;
                             }
                         }
@@ -122,7 +135,11 @@ impl<B: Broker> Settler<B> {
         match after_settle_error(op.kind(), err.is_retryable()) {
             AfterSettleError::DeadLetter => {
                 if let Some(dead) = self.dead_instead(op, &chain) {
-                    match self.broker.settle(&self.queue, std::slice::from_ref(&dead), options).await {
+                    match self
+                        .broker
+                        .settle(&self.queue, std::slice::from_ref(&dead), options)
+                        .await
+                    {
                         Ok(()) => {
                             tracing::error!(queue = &*self.name, entry = op.entry_id(), error = %chain,
                                 "the job's outcome was refused by the storage; dead-lettered instead");
@@ -157,8 +174,18 @@ impl<B: Broker> Settler<B> {
             return None;
         };
         let now = self.clock.now_ms();
-        let message = format!("{}: writing its next attempt failed: {chain}", DeadReason::SettleRefused.describe());
-        let mut record = DeadRecord::new(job_id.clone(), &self.name, DeadReason::SettleRefused, message, envelope.as_bytes(), now);
+        let message = format!(
+            "{}: writing its next attempt failed: {chain}",
+            DeadReason::SettleRefused.describe()
+        );
+        let mut record = DeadRecord::new(
+            job_id.clone(),
+            &self.name,
+            DeadReason::SettleRefused,
+            message,
+            envelope.as_bytes(),
+            now,
+        );
         if let Ok(env) = decode_envelope(envelope.as_bytes()) {
             record = record.with_envelope(&env, env.attempt);
         }

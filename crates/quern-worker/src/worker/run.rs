@@ -227,12 +227,22 @@ mod tests {
         let stop = Shutdown::new();
         let running = tokio::spawn(worker.run(super::super::shutdown_from(&stop)));
         let q = broker.queue("flaky").unwrap();
-        broker.push(&q, &[r#"{"job":"flaky","payload":{"n":1}}"#.into()]).await.unwrap();
+        broker
+            .push(&q, &[r#"{"job":"flaky","payload":{"n":1}}"#.into()])
+            .await
+            .unwrap();
 
         assert_eq!(next_kind(&mut rx).await.kind, EventKind::Started);
         let retried = next_kind(&mut rx).await;
-        assert_eq!(retried.kind, EventKind::Retried { at_ms: 1_010_000 }, "due after the fixed backoff");
-        assert_eq!(&*retried.job_id, "flaky/0-1", "a job without an id is named by its entry");
+        assert_eq!(
+            retried.kind,
+            EventKind::Retried { at_ms: 1_010_000 },
+            "due after the fixed backoff"
+        );
+        assert_eq!(
+            &*retried.job_id, "flaky/0-1",
+            "a job without an id is named by its entry"
+        );
         // Virtual time passes, the test clock does not: the retry stays put.
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!((RUNS.load(Relaxed), broker.stats("flaky").scheduled), (1, 1));
@@ -247,6 +257,9 @@ mod tests {
         assert_eq!((report.succeeded, report.failed, report.dead), (1, 1, 0));
         assert_eq!(RUNS.load(Relaxed), 2);
         let stats = broker.stats("flaky");
-        assert_eq!((stats.completed, stats.pending, stats.running, stats.scheduled), (1, 0, 0, 0));
+        assert_eq!(
+            (stats.completed, stats.pending, stats.running, stats.scheduled),
+            (1, 0, 0, 0)
+        );
     }
 }
