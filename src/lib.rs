@@ -7,7 +7,8 @@ pub use quern_core::{
     JobState, ManualClock, Outcome, Resource, ResourceContext, Shutdown, lifecycle, redact_url,
 };
 pub use quern_redis::{
-    DeadReason, DeadRecord, Producer, QueueKeys, QueueStats, RedisConfig, Storage, StorageError, TrimReport,
+    DeadJob, DeadReason, DeadRecord, Inspector, Producer, QueueKeys, QueueStats, RedisConfig, RetryDead,
+    Storage, StorageError, StoredRecord, TrimReport,
 };
 /// The command line of a worker binary (feature `cli`, on by default).
 #[cfg(feature = "cli")]

@@ -239,8 +239,9 @@ async fn an_unknown_job_type_is_dead_lettered_and_the_worker_goes_on() {
         .await
     );
     w.stop().await;
-    let record: quern::DeadRecord =
-        serde_json::from_str(&storage.dead_get(&keys, id.as_str()).await.unwrap().unwrap()).unwrap();
+    let record = common::dead_record(&storage, &keys.queue, id.as_str())
+        .await
+        .expect("dead");
     assert_eq!(record.reason, quern::DeadReason::UnknownJob);
     assert!(
         record.message.starts_with("unknown job type \"no_such_job\""),

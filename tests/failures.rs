@@ -102,13 +102,9 @@ fn registry() -> Registry {
 }
 
 async fn dead_record(storage: &Storage, id: &str) -> DeadRecord {
-    let keys = storage.keys("failures");
-    let text = storage
-        .dead_get(&keys, id)
+    common::dead_record(storage, "failures", id)
         .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("{id} is not dead"));
-    serde_json::from_str(&text).unwrap()
+        .unwrap_or_else(|| panic!("{id} is not dead"))
 }
 
 async fn xadd(url: &str, stream: &str, field: &str, value: &[u8]) {
@@ -237,10 +233,9 @@ async fn malformed_payloads_are_dead_lettered_with_diagnostics_and_the_batch_run
         "invalid UTF-8 is kept, in hex"
     );
 
-    let dead = storage.dead_list(&keys, 100).await.unwrap();
+    let dead = common::dead_records(&storage, &keys.queue, 100).await;
     let not_env: Vec<DeadRecord> = dead
-        .iter()
-        .map(|(_, t)| serde_json::from_str::<DeadRecord>(t).unwrap())
+        .into_iter()
         .filter(|r| r.id.starts_with(&format!("{}/", keys.queue)))
         .collect();
     assert_eq!(not_env.len(), 2, "{not_env:?}");
@@ -430,7 +425,7 @@ async fn dead_letter_retention_is_bounded() {
     assert!(common::wait_until(Duration::from_secs(10), || async { runs("retention").len() == 8 }).await);
     let w_report = w.stop().await;
     assert_eq!(w_report.dead, 8);
-    let dead = storage.dead_list(&keys, 100).await.unwrap();
+    let dead = common::dead_records(&storage, &keys.queue, 100).await;
     assert_eq!(dead.len(), 5, "only the newest 5 are kept");
     assert_eq!(storage.stats(&keys).await.unwrap().dead, 5);
     storage.delete_queue(&keys).await.unwrap();

@@ -221,7 +221,7 @@ async fn a_thousand_executions_leave_no_connection_behind() {
         .get(0);
     // Clean up before asserting, so a failed run leaves nothing behind.
     admin.batch_execute(&format!("DROP TABLE {table}")).await.unwrap();
-    let dead_records = storage.dead_list(&keys, 1000).await.unwrap();
+    let dead_records = common::dead_records(&storage, &keys.queue, 1000).await;
     storage.delete_queue(&keys).await.unwrap();
     println!(
         "churn: {CHURN_JOBS} executions in {:.2} s: {} completed, {} dead; peak {peak} connections open; \
@@ -231,8 +231,7 @@ async fn a_thousand_executions_leave_no_connection_behind() {
         stats.dead,
     );
     if stats.dead != 300 {
-        for (_, record) in &dead_records {
-            let record: DeadRecord = serde_json::from_str(record).unwrap();
+        for record in &dead_records {
             let planned = ["planned", "timed out after"];
             let chain = record
                 .failures
@@ -521,12 +520,10 @@ async fn an_unreachable_database_is_retried_then_dead_lettered_without_the_passw
     );
     assert_eq!((report.failed, report.dead), (3, 1), "{report:?}");
 
-    let raw = storage
-        .dead_get(&keys, &id)
+    let record: DeadRecord = common::dead_record(&storage, &keys.queue, &id)
         .await
-        .unwrap()
         .expect("a dead record");
-    let record: DeadRecord = serde_json::from_str(&raw).unwrap();
+    let raw = record.encode();
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     println!(
         "unreachable: dead after {elapsed:?}; record message: {}",

@@ -119,7 +119,10 @@ async fn completed_jobs_are_trimmed_and_a_long_lease_bounds_what_is_kept() {
         (1..=1_800).contains(&kept),
         "a long lease keeps about a second of completed entries, not all 3,000: {kept}"
     );
-    let found = storage.find_job(&keys, "no-such-job").await.unwrap();
+    let found = quern::Inspector::new(storage.clone())
+        .find_job("no-such-job", Some(&keys.queue))
+        .await
+        .unwrap();
     assert!(found.is_none());
 
     LONG_RELEASE.notify_one();

@@ -126,3 +126,23 @@ pub fn spawn_worker(
         .spawn()
         .expect("start the example worker")
 }
+
+/// The dead records of `queue`, newest first, through the typed admin API.
+pub async fn dead_records(storage: &Storage, queue: &str, limit: usize) -> Vec<quern::DeadRecord> {
+    quern::Inspector::new(storage.clone())
+        .dead_jobs(queue, limit)
+        .await
+        .expect("listing dead jobs")
+        .iter()
+        .map(|d| d.parsed().cloned().expect("a dead record Quern wrote parses"))
+        .collect()
+}
+
+/// The dead record of job `id` on `queue`, if it is dead.
+pub async fn dead_record(storage: &Storage, queue: &str, id: &str) -> Option<quern::DeadRecord> {
+    quern::Inspector::new(storage.clone())
+        .dead_job(id, Some(queue))
+        .await
+        .expect("reading a dead job")
+        .map(|d| d.parsed().cloned().expect("a dead record Quern wrote parses"))
+}

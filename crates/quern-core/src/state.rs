@@ -83,6 +83,18 @@ pub struct LeaseInfo {
     pub deliveries: u64,
 }
 
+impl LeaseInfo {
+    /// A lease held by `worker`, taken or renewed `idle_ms` ago, of a job delivered
+    /// `deliveries` times.
+    pub fn new(worker: impl Into<String>, idle_ms: u64, deliveries: u64) -> Self {
+        Self {
+            worker: worker.into(),
+            idle_ms,
+            deliveries,
+        }
+    }
+}
+
 /// One job, found by its id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]

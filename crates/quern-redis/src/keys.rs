@@ -68,7 +68,8 @@ pub struct QueueKeys {
     /// The queue's name.
     pub queue: String,
     /// Stream: jobs ready to run and jobs running (pending entries of [`GROUP`]).
-    /// Each entry has field `e` (the envelope JSON) and optionally `r` (times its lease expired).
+    /// Each entry has field `e` (the envelope JSON), optionally `r` (times its lease expired) and
+    /// `i` (the job's id, written when the job moved here from another entry).
     pub stream: String,
     /// Sorted set: delayed jobs; member = envelope JSON, score = due time (ms since epoch).
     pub scheduled: String,
@@ -83,6 +84,15 @@ pub struct QueueKeys {
     pub wake: String,
     /// Hash: counters (`completed`, `failed`, `dead`).
     pub stats: String,
+    /// Hash: job id -> where the job is, for the jobs that are not found from their id alone
+    /// (an id `<queue>/<entry id>` names the stream entry the job was first stored as, and
+    /// needs no index). It holds jobs with an id of their own (delayed, retried, snoozed,
+    /// revived) and jobs that moved to another entry (a lease expiry, a release). Values:
+    /// `e:<entry id>` (in the stream), `s:<due ms>:<envelope>` (in [`scheduled`](Self::scheduled),
+    /// the envelope being its member), `r:<due ms>:<envelope>` (in [`retry`](Self::retry)). Every
+    /// script that moves such a job rewrites its value in the same call; completion and
+    /// dead-lettering remove it (dead jobs are found in [`dead_records`](Self::dead_records)).
+    pub jobs: String,
 }
 
 impl QueueKeys {
@@ -98,11 +108,12 @@ impl QueueKeys {
             dead_records: k("dead:records"),
             wake: k("wake"),
             stats: k("stats"),
+            jobs: k("jobs"),
         }
     }
 
     /// Every key of this queue.
-    pub fn all(&self) -> [&str; 7] {
+    pub fn all(&self) -> [&str; 8] {
         [
             &self.stream,
             &self.scheduled,
@@ -111,6 +122,7 @@ impl QueueKeys {
             &self.dead_records,
             &self.wake,
             &self.stats,
+            &self.jobs,
         ]
     }
 }
@@ -154,6 +166,7 @@ mod tests {
         let k = QueueKeys::new("quern", "emails");
         assert_eq!(k.stream, "quern:{emails}:stream");
         assert_eq!(k.dead_records, "quern:{emails}:dead:records");
+        assert_eq!(k.jobs, "quern:{emails}:jobs");
         assert!(k.all().iter().all(|key| key.contains("{emails}")));
     }
 

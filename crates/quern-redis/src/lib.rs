@@ -12,17 +12,19 @@
 //! # Layout
 //! - [`keys`] — every key, built in one place, each queue's keys sharing the hash tag `{queue}`.
 //! - [`scripts`] — the Lua scripts, one per state transition (`src/scripts/*.lua`).
-//! - [`storage`] — [`Storage`], all Redis I/O, one file per concern: enqueue, claim, settle,
-//!   lease, promote, trim, admin, and the [`Broker`] impl.
+//! - [`storage`] — [`Storage`], all Redis I/O of the worker and the producer, one file per
+//!   concern: enqueue, claim, settle, lease, promote, trim, admin, and the [`Broker`] impl.
 //! - `resp` — Quern's own RESP2 client for claims ([`Reader`]) and bulk appends: protocol,
 //!   connection, reader, pusher. Never calls back into [`storage`].
 //! - `delivery` — builds a [`Delivery`] from one stream entry, and the generic reply parser.
 //! - [`producer`] — [`Producer`], the typed client that enqueues jobs.
+//! - [`inspector`] — [`Inspector`], the typed admin API: counts, dead jobs, any job by id.
 //! - [`error`] — [`StorageError`].
 #![forbid(unsafe_code)]
 
 mod delivery;
 pub mod error;
+pub mod inspector;
 pub mod keys;
 pub mod producer;
 mod resp;
@@ -30,6 +32,7 @@ pub mod scripts;
 pub mod storage;
 
 pub use error::StorageError;
+pub use inspector::{DeadJob, Inspector, RetriedDead, RetryDead, StoredRecord};
 pub use keys::QueueKeys;
 pub use producer::Producer;
 pub use quern_core::broker::{

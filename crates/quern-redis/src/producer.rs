@@ -7,7 +7,7 @@ use quern_core::{Envelope, Event, EventKind, Events, Job, JobId};
 use serde_json::value::RawValue;
 
 use crate::error::StorageError;
-use crate::keys::validate_queue;
+use crate::keys::{QueueKeys, validate_queue};
 use crate::storage::{RedisConfig, Storage};
 
 /// Jobs per round trip in [`Producer::enqueue_many`].
@@ -83,12 +83,10 @@ impl Producer {
         &self.storage
     }
 
-    /// A new id and the first-attempt envelope of `job`, in one pass.
-    fn encode<J: Job>(&self, job: &J) -> Result<(JobId, String), StorageError> {
-        let id = JobId::new();
-        let envelope = encode_new(&id, J::NAME, job, self.storage.config().max_payload_bytes)
-            .map_err(StorageError::Payload)?;
-        Ok((id, envelope))
+    /// The first-attempt envelope of `job`, in one pass; with `id` unset (the common case) it
+    /// carries none, and the stream entry's id stands for it.
+    fn encode<J: Job>(&self, id: &JobId, job: &J) -> Result<String, StorageError> {
+        encode_new(id, J::NAME, job, self.storage.config().max_payload_bytes).map_err(StorageError::Payload)
     }
 
     fn queue<J: Job>() -> Result<String, StorageError> {
@@ -97,11 +95,12 @@ impl Producer {
         Ok(queue)
     }
 
-    /// Enqueues one job to run now; returns its id.
+    /// Enqueues one job to run now; returns its id, `<queue>/<entry id>` (the envelope carries
+    /// none: the id says where the job is, and finding it needs no index).
     pub async fn enqueue<J: Job>(&self, job: &J) -> Result<JobId, StorageError> {
         let queue = Self::queue::<J>()?;
-        let (id, envelope) = self.encode(job)?;
-        self.storage.push(&self.storage.keys(&queue), &[envelope]).await?;
+        let envelope = self.encode(&unset(), job)?;
+        let id = self.push_one(&queue, envelope).await?;
         self.enqueued(&queue, J::NAME, [&id]);
         Ok(id)
     }
@@ -115,34 +114,61 @@ impl Producer {
         let keys = self.storage.keys(&queue);
         let mut ids = Vec::new();
         let mut chunk = Vec::with_capacity(BULK_CHUNK);
+        let no_id = unset();
         for job in jobs {
-            let (id, envelope) = self.encode(job)?;
-            chunk.push(envelope);
-            ids.push(id);
+            chunk.push(self.encode(&no_id, job)?);
             if chunk.len() == BULK_CHUNK {
-                self.storage.push(&keys, &chunk).await?;
+                self.push_chunk(&keys, &chunk, &mut ids).await?;
                 chunk.clear();
             }
         }
         if !chunk.is_empty() {
-            self.storage.push(&keys, &chunk).await?;
+            self.push_chunk(&keys, &chunk, &mut ids).await?;
         }
         self.enqueued(&queue, J::NAME, &ids);
         Ok(ids)
     }
 
-    /// Enqueues a job to run after `delay` (millisecond precision).
+    async fn push_chunk(
+        &self,
+        keys: &QueueKeys,
+        chunk: &[String],
+        ids: &mut Vec<JobId>,
+    ) -> Result<(), StorageError> {
+        let entries = self.storage.push(keys, chunk).await?;
+        if entries.len() != chunk.len() {
+            return Err(missing_ids(chunk.len(), entries.len()));
+        }
+        ids.extend(entries.iter().map(|e| JobId::for_entry(&keys.queue, e)));
+        Ok(())
+    }
+
+    /// Enqueues a job to run after `delay` (millisecond precision), counted from the storage's
+    /// clock.
     pub async fn enqueue_in<J: Job>(&self, job: &J, delay: Duration) -> Result<JobId, StorageError> {
         self.enqueue_at(job, self.storage.clock().now() + delay).await
     }
 
-    /// Enqueues a job to run at `at` (millisecond precision); a time in the past runs now.
+    /// Enqueues a job to run at `at` (millisecond precision); a time in the past runs now. A
+    /// delayed job carries an id of its own (it has no stream entry yet) and is indexed by it.
     pub async fn enqueue_at<J: Job>(&self, job: &J, at: SystemTime) -> Result<JobId, StorageError> {
         let queue = Self::queue::<J>()?;
-        let (id, envelope) = self.encode(job)?;
-        self.put(&queue, envelope, at).await?;
-        self.enqueued(&queue, J::NAME, [&id]);
-        Ok(id)
+        match self.due_later(at) {
+            None => {
+                let envelope = self.encode(&unset(), job)?;
+                let id = self.push_one(&queue, envelope).await?;
+                self.enqueued(&queue, J::NAME, [&id]);
+                Ok(id)
+            }
+            Some(due) => {
+                let id = JobId::new();
+                let envelope = self.encode(&id, job)?;
+                let keys = self.storage.keys(&queue);
+                self.storage.schedule(&keys, &[(due, envelope)]).await?;
+                self.enqueued(&queue, J::NAME, [&id]);
+                Ok(id)
+            }
+        }
     }
 
     /// Enqueues a job given by name and JSON text, as the CLI does. Invalid JSON is refused with
@@ -158,22 +184,50 @@ impl Producer {
         check_size(json.as_bytes(), self.storage.config().max_payload_bytes)
             .map_err(StorageError::Payload)?;
         let payload: Box<RawValue> = decode_payload(json).map_err(StorageError::Payload)?;
-        let env = Envelope::new(job_name, &payload);
-        self.put(queue, env.encode(), at.unwrap_or(UNIX_EPOCH)).await?;
-        self.enqueued(queue, job_name, [&env.id]);
-        Ok(env.id)
+        match at.and_then(|at| self.due_later(at)) {
+            None => {
+                let env = Envelope::with_id(unset(), job_name, &payload);
+                let id = self.push_one(queue, env.encode()).await?;
+                self.enqueued(queue, job_name, [&id]);
+                Ok(id)
+            }
+            Some(due) => {
+                let env = Envelope::new(job_name, &payload);
+                let keys = self.storage.keys(queue);
+                self.storage.schedule(&keys, &[(due, env.encode())]).await?;
+                self.enqueued(queue, job_name, [&env.id]);
+                Ok(env.id)
+            }
+        }
     }
 
-    async fn put(&self, queue: &str, envelope: String, at: SystemTime) -> Result<(), StorageError> {
-        let keys = self.storage.keys(queue);
+    /// The due time of `at`, ms since the epoch, when it is after the clock's now.
+    fn due_later(&self, at: SystemTime) -> Option<u64> {
         let due = at
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        if due <= self.storage.clock().now_ms() {
-            self.storage.push(&keys, &[envelope]).await
-        } else {
-            self.storage.schedule(&keys, &[(due, envelope)]).await
+        (due > self.storage.clock().now_ms()).then_some(due)
+    }
+
+    async fn push_one(&self, queue: &str, envelope: String) -> Result<JobId, StorageError> {
+        let keys = self.storage.keys(queue);
+        let entries = self.storage.push(&keys, &[envelope]).await?;
+        match entries.first() {
+            Some(entry) => Ok(JobId::for_entry(queue, entry)),
+            None => Err(missing_ids(1, 0)),
         }
+    }
+}
+
+/// No id: the envelope leaves it out and the stream entry's id stands for it.
+fn unset() -> JobId {
+    JobId::from("")
+}
+
+fn missing_ids(sent: usize, got: usize) -> StorageError {
+    StorageError::Protocol {
+        context: "enqueueing",
+        detail: format!("{got} entry ids for {sent} jobs"),
     }
 }

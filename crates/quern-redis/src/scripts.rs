@@ -1,4 +1,8 @@
 //! The Lua scripts, one per state transition, loaded from `scripts/*.lua`.
+//!
+//! Scripts that need a job's id from its envelope, or move an entry to a new one, are prefixed
+//! with the helpers in `scripts/lib/` (Redis scripts cannot share functions): the text Redis
+//! runs is the helpers followed by the script, whose contract heads its own file.
 
 use std::sync::LazyLock;
 
@@ -10,29 +14,45 @@ macro_rules! script {
         pub static $name: LazyLock<Script> =
             LazyLock::new(|| Script::new(include_str!(concat!("scripts/", $file))));
     };
+    ($name:ident, $file:literal, $($lib:literal),+) => {
+        #[doc = concat!("`scripts/", $file, "`: see the contract at the top of the file.")]
+        pub static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                $(include_str!(concat!("scripts/lib/", $lib)),)+
+                include_str!(concat!("scripts/", $file))
+            ))
+        });
+    };
 }
 
-script!(SCHEDULE, "schedule.lua");
-script!(PROMOTE_DUE, "promote_due.lua");
+script!(SCHEDULE, "schedule.lua", "envelope_id.lua");
+script!(PROMOTE_DUE, "promote_due.lua", "envelope_id.lua");
+script!(COMPLETE, "complete.lua");
 script!(RETRY, "retry.lua");
 script!(DEAD_LETTER, "dead_letter.lua");
-script!(REQUEUE_EXPIRED, "requeue_expired.lua");
-script!(RELEASE, "release.lua");
+script!(
+    REQUEUE_EXPIRED,
+    "requeue_expired.lua",
+    "envelope_id.lua",
+    "moved_entry.lua"
+);
+script!(RELEASE, "release.lua", "envelope_id.lua", "moved_entry.lua");
 script!(RETRY_DEAD, "retry_dead.lua");
-script!(COMPLETE, "complete.lua");
 script!(TRIM_ACKED, "trim_acked.lua");
+script!(FIND_ENTRY, "find_entry.lua");
 
 /// Every script, for loading them all after Redis forgot them (a restart, `SCRIPT FLUSH`).
-pub fn all() -> [&'static Script; 9] {
+pub fn all() -> [&'static Script; 10] {
     [
         &SCHEDULE,
         &PROMOTE_DUE,
+        &COMPLETE,
         &RETRY,
         &DEAD_LETTER,
         &REQUEUE_EXPIRED,
         &RELEASE,
         &RETRY_DEAD,
-        &COMPLETE,
         &TRIM_ACKED,
+        &FIND_ENTRY,
     ]
 }

@@ -1,52 +1,10 @@
 //! Redis passes the broker contract every broker passes, and its settles are idempotent and
 //! classified: a replayed completion counts once, a refused one is not retryable.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+mod common;
 
+use common::{cleanup, conn, storage};
 use quern_core::{Broker, BrokerError, Settle, SettleOptions};
-use quern_redis::{RedisConfig, Storage};
-
-/// A storage under a key prefix of its own, on the shared Redis.
-async fn storage(name: &str) -> Storage {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    let prefix = format!("{name}-{}-{nanos}", std::process::id());
-    Storage::connect(RedisConfig::new(test_support::redis_url()).prefix(prefix))
-        .await
-        .expect("the shared Redis")
-}
-
-/// Deletes every key under the storage's prefix.
-async fn cleanup(storage: &Storage) {
-    let mut conn = redis::Client::open(storage.config().url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let pattern = format!("{}:*", storage.config().prefix);
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        if !keys.is_empty() {
-            let _: () = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-}
 
 #[tokio::test]
 async fn redis_passes_the_broker_contract() {
@@ -87,11 +45,7 @@ async fn a_replayed_completion_counts_once_and_a_refused_settle_is_not_retryable
 
     // The stats hash replaced by a string: the settle script fails with WRONGTYPE, which no
     // retry can fix.
-    let mut conn = redis::Client::open(storage.config().url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = conn(&storage).await;
     let _: () = redis::cmd("SET")
         .arg(&q.stats)
         .arg("not a hash")

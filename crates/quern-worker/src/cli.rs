@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 use quern_core::ErrorChain;
-use quern_core::envelope::decode_envelope;
-use quern_redis::{DeadRecord, Producer, QueueKeys, RedisConfig, Storage, StorageError};
+use quern_redis::inspector::{Inspector, RetryDead, StoredRecord};
+use quern_redis::{DeadRecord, Producer, RedisConfig, Storage, StorageError};
 
 use crate::{Registry, Worker, WorkerConfig};
 
@@ -276,74 +276,78 @@ pub async fn execute(
                 Err(e) => Err(e),
             }
         }
-        Command::Dead(cmd) => dead(&storage, cmd).await,
+        Command::Dead(cmd) => dead(&Inspector::new(storage), cmd).await,
         Command::Job(JobCommand::Show { id, queue }) => {
-            for q in queues_to_search(&storage, queue).await? {
-                let keys = storage.keys(&q);
-                if let Some((state, text)) = storage.find_job(&keys, &id).await? {
-                    println!("id:     {id}\nqueue:  {q}\nstate:  {state}");
-                    match state {
-                        quern_redis::JobState::Dead => print_dead(&text),
-                        _ => println!("job:    {text}"),
+            let inspector = Inspector::new(storage);
+            match inspector.find_job(&id, queue.as_deref()).await? {
+                Some(job) => {
+                    println!("id:     {}\nqueue:  {}\nstate:  {}", job.id, job.queue, job.state);
+                    if let Some(due) = job.due_ms {
+                        println!("due:    {}", format_ms(due));
                     }
-                    return Ok(ExitCode::SUCCESS);
+                    if let Some(lease) = &job.lease {
+                        println!(
+                            "worker: {} (lease renewed {} ms ago)",
+                            lease.worker, lease.idle_ms
+                        );
+                    }
+                    match (&job.dead, &job.envelope) {
+                        (Some(record), _) => print_record(record),
+                        (None, Some(env)) => println!("job:    {env}"),
+                        (None, None) => {}
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("no job with id {id:?} (completed jobs are not kept)");
+                    Ok(ExitCode::FAILURE)
                 }
             }
-            eprintln!("no job with id {id:?} (completed jobs are not kept)");
-            Ok(ExitCode::FAILURE)
         }
     }
 }
 
-async fn queues_to_search(storage: &Storage, queue: Option<String>) -> Result<Vec<String>, StorageError> {
-    match queue {
-        Some(q) => Ok(vec![q]),
-        None => storage.queues().await,
-    }
-}
-
-async fn find_dead(
-    storage: &Storage,
-    queue: Option<String>,
-    id: &str,
-) -> Result<Option<(QueueKeys, String)>, StorageError> {
-    for q in queues_to_search(storage, queue).await? {
-        let keys = storage.keys(&q);
-        if let Some(r) = storage.dead_get(&keys, id).await? {
-            return Ok(Some((keys, r)));
+async fn dead(inspector: &Inspector, cmd: DeadCommand) -> Result<ExitCode, StorageError> {
+    let queues = |queue: Option<String>| async move {
+        match queue {
+            Some(q) => Ok(vec![q]),
+            None => inspector.queues().await,
         }
-    }
-    Ok(None)
-}
-
-async fn dead(storage: &Storage, cmd: DeadCommand) -> Result<ExitCode, StorageError> {
+    };
     match cmd {
         DeadCommand::List { queue, limit } => {
             println!(
                 "{:<38} {:<20} {:<16} {:<24} {:<20} message",
                 "id", "job", "queue", "died at", "reason"
             );
-            for q in queues_to_search(storage, queue).await? {
-                for (id, text) in storage.dead_list(&storage.keys(&q), limit).await? {
-                    let (job, died, reason, message) = match serde_json::from_str::<DeadRecord>(&text) {
-                        Ok(r) => (
-                            r.job.unwrap_or_default(),
+            for q in queues(queue).await? {
+                for d in inspector.dead_jobs(&q, limit).await? {
+                    let (job, died, reason, message) = match &d.record {
+                        StoredRecord::Parsed(r) => (
+                            r.job.clone().unwrap_or_default(),
                             format_ms(r.died_at),
                             r.reason.describe().to_owned(),
-                            r.message,
+                            r.message.clone(),
                         ),
-                        Err(_) => (String::new(), String::new(), String::new(), text),
+                        StoredRecord::Unparsed(text) => {
+                            (String::new(), String::new(), String::new(), text.clone())
+                        }
+                        _ => Default::default(),
                     };
                     let message: String = message.chars().take(100).collect();
-                    println!("{id:<38} {job:<20} {q:<16} {died:<24} {reason:<20} {message}");
+                    println!("{:<38} {job:<20} {q:<16} {died:<24} {reason:<20} {message}", d.id);
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        DeadCommand::Show { id, queue } => match find_dead(storage, queue, &id).await? {
-            Some((keys, text)) => {
-                println!("id:       {id}\nqueue:    {}", keys.queue);
-                print_dead(&text);
+        DeadCommand::Show { id, queue } => match inspector.dead_job(&id, queue.as_deref()).await? {
+            Some(d) => {
+                println!("id:       {id}\nqueue:    {}", d.queue);
+                match &d.record {
+                    StoredRecord::Parsed(r) => print_record(r),
+                    StoredRecord::Unparsed(text) => println!("record: {text}"),
+                    _ => {}
+                }
                 Ok(ExitCode::SUCCESS)
             }
             None => {
@@ -353,31 +357,27 @@ async fn dead(storage: &Storage, cmd: DeadCommand) -> Result<ExitCode, StorageEr
         },
         DeadCommand::Retry {
             id: Some(id), queue, ..
-        } => match find_dead(storage, queue, &id).await? {
-            Some((keys, text)) => revive(storage, &keys, &id, &text).await,
-            None => {
+        } => match inspector.retry_dead(&id, queue.as_deref()).await? {
+            RetryDead::Queued { queue } => {
+                println!("{id} is back in queue {queue}");
+                Ok(ExitCode::SUCCESS)
+            }
+            RetryDead::NotDead => {
                 eprintln!("no dead job with id {id:?}");
                 Ok(ExitCode::FAILURE)
             }
+            RetryDead::NotRetryable { why } => {
+                eprintln!("cannot retry {id}: {why}; see `dead show {id}`");
+                Ok(ExitCode::FAILURE)
+            }
+            _ => Ok(ExitCode::FAILURE),
         },
         DeadCommand::Retry { id: None, queue, .. } => {
             let (mut revived, mut refused) = (0, 0);
-            for q in queues_to_search(storage, queue).await? {
-                let keys = storage.keys(&q);
-                loop {
-                    let page = storage.dead_list(&keys, 1000).await?;
-                    let before = (revived, refused);
-                    for (id, text) in &page {
-                        if revive(storage, &keys, id, text).await? == ExitCode::SUCCESS {
-                            revived += 1;
-                        } else {
-                            refused += 1;
-                        }
-                    }
-                    if page.len() < 1000 || (revived, refused) == before || refused > 0 {
-                        break;
-                    }
-                }
+            for q in queues(queue).await? {
+                let r = inspector.retry_all_dead(&q).await?;
+                revived += r.revived;
+                refused += r.refused;
             }
             println!("{revived} job(s) back in their queues; {refused} refused");
             Ok(if refused == 0 {
@@ -386,58 +386,24 @@ async fn dead(storage: &Storage, cmd: DeadCommand) -> Result<ExitCode, StorageEr
                 ExitCode::FAILURE
             })
         }
-        DeadCommand::Delete { id, queue } => match find_dead(storage, queue, &id).await? {
-            Some((keys, _)) => {
-                storage.dead_delete(&keys, &id).await?;
+        DeadCommand::Delete { id, queue } => {
+            if inspector.delete_dead(&id, queue.as_deref()).await? {
                 println!("deleted {id}");
                 Ok(ExitCode::SUCCESS)
-            }
-            None => {
+            } else {
                 eprintln!("no dead job with id {id:?}");
                 Ok(ExitCode::FAILURE)
             }
-        },
+        }
         DeadCommand::Purge { queue } => {
-            let mut total = 0;
-            for q in queues_to_search(storage, queue).await? {
-                total += storage.dead_purge(&storage.keys(&q)).await?;
-            }
+            let total = inspector.purge_dead(queue.as_deref()).await?;
             println!("purged {total} dead job(s)");
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn revive(storage: &Storage, keys: &QueueKeys, id: &str, text: &str) -> Result<ExitCode, StorageError> {
-    let record: Option<DeadRecord> = serde_json::from_str(text).ok();
-    let Some(envelope) = record.as_ref().and_then(|r| r.envelope.clone()) else {
-        eprintln!("cannot retry {id}: what was stored is not valid UTF-8 text; see `dead show {id}`");
-        return Ok(ExitCode::FAILURE);
-    };
-    let env = match decode_envelope(envelope.as_bytes()) {
-        Ok(mut env) => {
-            env.attempt = 1;
-            env.encode()
-        }
-        Err(e) => {
-            eprintln!("cannot retry {id}: the stored job is not a Quern envelope ({e})");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    if storage.retry_dead(keys, id, &env).await? {
-        println!("{id} is back in queue {}", keys.queue);
-        Ok(ExitCode::SUCCESS)
-    } else {
-        eprintln!("{id} is no longer dead");
-        Ok(ExitCode::FAILURE)
-    }
-}
-
-fn print_dead(text: &str) {
-    let Ok(r) = serde_json::from_str::<DeadRecord>(text) else {
-        println!("record: {text}");
-        return;
-    };
+fn print_record(r: &DeadRecord) {
     println!("job:      {}", r.job.as_deref().unwrap_or("(unknown)"));
     println!("reason:   {}", r.reason.describe());
     println!("died at:  {}", format_ms(r.died_at));

@@ -430,10 +430,17 @@ async fn a_refused_postgres_login_leaves_no_password_in_logs_records_or_cli() {
         let id = login_through_worker(&storage, queue, url).await;
         let keys = storage.keys(queue);
         assert_eq!(storage.stats(&keys).await.unwrap().dead, 1, "{queue}");
-        let raw = storage
-            .dead_get(&keys, &id)
-            .await
+        // The record exactly as stored in Redis.
+        let mut conn = redis::Client::open(storage.config().url.as_str())
             .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let raw: String = redis::cmd("HGET")
+            .arg(&keys.dead_records)
+            .arg(&id)
+            .query_async(&mut conn)
+            .await
             .expect("a dead record");
         assert_clean(&format!("the dead record of {queue}"), &raw);
         let record: DeadRecord = serde_json::from_str(&raw).unwrap();

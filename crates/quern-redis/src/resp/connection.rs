@@ -112,13 +112,14 @@ impl Raw {
         }
     }
 
-    /// Writes `self.out` and reads one reply with `parse`, within `limit`. The stream is taken
+    /// Writes `self.out` and reads one reply with `parse` (called again, on a buffer that only
+    /// grew, until it is done), within `limit`. The stream is taken
     /// out for the exchange: if it fails or the future is dropped halfway (shutdown), it is not
     /// put back and the next exchange starts on a fresh connection.
     pub(super) async fn exchange<T>(
         &mut self,
         limit: Duration,
-        parse: impl Fn(&[u8]) -> Parsed<(T, usize)>,
+        mut parse: impl FnMut(&[u8]) -> Parsed<(T, usize)>,
     ) -> Result<T, RedisError> {
         self.ensure_connected().await?;
         let mut io = self.io.take().expect("connected");

@@ -11,20 +11,78 @@ use crate::delivery::EntryBuilder;
 
 /// `n` replies of any simple shape (entry ids, counts); the first error line, if any.
 pub(crate) fn parse_replies(buf: &[u8], n: usize) -> Parsed<(Option<String>, usize)> {
-    let mut c = Cursor { b: buf, pos: 0 };
-    finish((|| {
-        let mut error = None;
-        for _ in 0..n {
-            if c.b.get(c.pos) == Some(&b'-') {
+    let mut replies = Replies::new(n, n);
+    match replies.parse(buf) {
+        Parsed::Done(((), used)) => Parsed::Done((replies.error, used)),
+        Parsed::Incomplete => Parsed::Incomplete,
+        Parsed::Bad(detail) => Parsed::Bad(detail),
+    }
+}
+
+/// Reads `want` simple replies as they arrive, keeping the strings of all but the first `skip`
+/// (the entry ids `XADD` answers) and the first error line. Parsing resumes where the last call
+/// stopped, so a large batch read in many pieces is parsed once, and each kept reply costs one
+/// `String`.
+pub(crate) struct Replies {
+    want: usize,
+    skip: usize,
+    seen: usize,
+    /// Where the first reply not yet parsed starts.
+    pos: usize,
+    /// The kept replies, in order (an error reply keeps nothing).
+    pub(crate) kept: Vec<String>,
+    /// The first error line.
+    pub(crate) error: Option<String>,
+}
+
+impl Replies {
+    pub(crate) fn new(want: usize, skip: usize) -> Self {
+        Self {
+            want,
+            skip,
+            seen: 0,
+            pos: 0,
+            kept: Vec::with_capacity(want.saturating_sub(skip)),
+            error: None,
+        }
+    }
+
+    /// Parses the replies `buf` holds beyond those parsed before (`buf` only grows between
+    /// calls): done, with the bytes used, once all `want` are in.
+    pub(crate) fn parse(&mut self, buf: &[u8]) -> Parsed<((), usize)> {
+        let mut c = Cursor {
+            b: buf,
+            pos: self.pos,
+        };
+        while self.seen < self.want {
+            let step = if c.b.get(c.pos) == Some(&b'-') {
                 c.pos += 1;
-                let line = c.line()?;
-                error.get_or_insert_with(|| String::from_utf8_lossy(line).into_owned());
+                c.line().map(|line| {
+                    self.error
+                        .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned());
+                })
             } else {
-                c.bulk()?;
+                c.bulk().map(|reply| {
+                    if self.seen >= self.skip {
+                        self.kept.push(
+                            reply
+                                .map(|b| String::from_utf8_lossy(b).into_owned())
+                                .unwrap_or_default(),
+                        );
+                    }
+                })
+            };
+            match step {
+                Ok(()) => {
+                    self.seen += 1;
+                    self.pos = c.pos;
+                }
+                Err(Step::Incomplete) => return Parsed::Incomplete,
+                Err(Step::Bad(detail)) => return Parsed::Bad(detail),
             }
         }
-        Ok((error, c.pos))
-    })())
+        Parsed::Done(((), self.pos))
+    }
 }
 
 /// An error line (`-NOGROUP No such key …`) as the driver would report it, code included.
@@ -318,6 +376,17 @@ mod tests {
             );
         }
         assert!(matches!(parse_replies(ok, 3), Parsed::Done((None, n)) if n == ok.len()));
+        // Fed piece by piece, as a socket delivers it: the entry ids after the first reply kept.
+        let mut replies = Replies::new(3, 1);
+        for cut in 1..ok.len() {
+            assert!(
+                matches!(replies.parse(&ok[..cut]), Parsed::Incomplete),
+                "cut at {cut}"
+            );
+        }
+        assert!(matches!(replies.parse(ok), Parsed::Done(((), n)) if n == ok.len()));
+        assert_eq!(replies.kept, ["1700000000000-0", "1700000000000-1"]);
+        assert_eq!(replies.error, None);
         let mixed = b"$3\r\n1-0\r\n-OOM command not allowed\r\n-ERR second\r\n";
         match parse_replies(mixed, 3) {
             Parsed::Done((Some(line), n)) => {

@@ -3,10 +3,10 @@
 use redis::RedisError;
 
 use super::connection::{Raw, Target};
-use super::protocol::{encode, parse_replies, server_error};
+use super::protocol::{Replies, encode, server_error};
 
 /// Appends jobs to streams in bulk over a connection of its own: the commands are written
-/// straight into one buffer and the replies (one entry id each) checked without being kept.
+/// straight into one buffer and the replies (one entry id each) read as they arrive.
 /// [`Storage::push`](crate::Storage::push) uses it for batches when it is free, and the shared
 /// connection otherwise.
 pub(crate) struct Pusher {
@@ -26,19 +26,20 @@ impl Pusher {
     }
 
     /// `SADD <queues> <queue>` when `register` is given, then `XADD <stream> * e <envelope>` for
-    /// each envelope, in one round trip. Fails with the first error reply, after reading all.
+    /// each envelope, in one round trip; returns the entry ids, in order. Fails with the first
+    /// error reply, after reading all.
     pub(crate) async fn push(
         &mut self,
         stream: &str,
         envelopes: &[String],
         register: Option<(&str, &str)>,
-    ) -> Result<(), RedisError> {
+    ) -> Result<Vec<String>, RedisError> {
         let out = &mut self.raw.out;
         out.clear();
-        let mut replies = envelopes.len();
+        let mut skip = 0;
         if let Some((set, queue)) = register {
             encode(out, ["SADD", set, queue].iter().map(|s| s.as_bytes()));
-            replies += 1;
+            skip = 1;
         }
         for env in envelopes {
             encode(
@@ -47,12 +48,10 @@ impl Pusher {
             );
         }
         let limit = self.raw.target.response_timeout;
-        match self
-            .raw
-            .exchange(limit, |buf| parse_replies(buf, replies))
-            .await?
-        {
-            None => Ok(()),
+        let mut replies = Replies::new(envelopes.len() + skip, skip);
+        self.raw.exchange(limit, |buf| replies.parse(buf)).await?;
+        match replies.error {
+            None => Ok(replies.kept),
             Some(line) => Err(server_error(&line)),
         }
     }

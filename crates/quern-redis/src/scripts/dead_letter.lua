@@ -1,8 +1,10 @@
--- dead_letter: a job that cannot or may not run again is kept, with why, in the dead set.
+-- dead_letter: a job that cannot or may not run again is kept, with why, in the dead set (which
+-- finds it by id: its index entry goes).
 -- KEYS[1] -> stream
 -- KEYS[2] -> dead sorted set
 -- KEYS[3] -> dead records hash
 -- KEYS[4] -> stats hash
+-- KEYS[5] -> jobs index hash
 -- ARGV[1] -> consumer group
 -- ARGV[2] -> stream entry id of the running copy ('' when the job is not in the stream)
 -- ARGV[3] -> job id
@@ -17,6 +19,7 @@ if ARGV[2] ~= '' then
   end
   redis.call('XDEL', KEYS[1], ARGV[2])
 end
+redis.call('HDEL', KEYS[5], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 redis.call('HINCRBY', KEYS[4], 'dead', 1)

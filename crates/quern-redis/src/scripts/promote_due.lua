@@ -1,7 +1,9 @@
--- promote_due: delayed jobs and retries whose time has come move to the stream.
+-- promote_due: delayed jobs and retries whose time has come move to the stream, and their
+-- index entries to the new stream entry.
 -- KEYS[1] -> stream
 -- KEYS[2] -> scheduled sorted set
 -- KEYS[3] -> retry sorted set
+-- KEYS[4] -> jobs index hash
 -- ARGV[1] -> now, ms since epoch
 -- ARGV[2] -> the most jobs to move in this call (bounded: callers loop while it is reached)
 -- returns {moved, next_due}: next_due is the earliest score left in either set, or -1 if none
@@ -11,8 +13,12 @@ for i = 2, 3 do
   if moved < limit then
     local due = redis.call('ZRANGE', KEYS[i], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, limit - moved)
     for _, env in ipairs(due) do
-      redis.call('XADD', KEYS[1], '*', 'e', env)
+      local entry = redis.call('XADD', KEYS[1], '*', 'e', env)
       redis.call('ZREM', KEYS[i], env)
+      local id = envelope_id(env)
+      if id then
+        redis.call('HSET', KEYS[4], id, 'e:' .. entry)
+      end
       moved = moved + 1
     end
   end

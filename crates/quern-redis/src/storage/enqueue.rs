@@ -19,14 +19,16 @@ impl Storage {
         }
     }
 
-    /// Appends envelopes to the queue's stream in one round trip.
+    /// Appends envelopes to the queue's stream in one round trip; returns their entry ids, in
+    /// order (a job whose envelope carries no id is `<queue>/<entry id>`:
+    /// [`JobId::for_entry`](quern_core::JobId::for_entry)).
     ///
     /// A batch goes over the storage's own bulk connection when it is free (the commands written
-    /// straight into one buffer, the replies checked without being kept), else, like a single
-    /// job, through the shared connection.
-    pub async fn push(&self, keys: &QueueKeys, envelopes: &[String]) -> Result<(), StorageError> {
+    /// straight into one buffer, the replies read as they arrive), else, like a single job,
+    /// through the shared connection.
+    pub async fn push(&self, keys: &QueueKeys, envelopes: &[String]) -> Result<Vec<String>, StorageError> {
         if envelopes.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         if envelopes.len() > 1
             && let Some(pusher) = &self.pusher
@@ -36,7 +38,7 @@ impl Storage {
             // The set's key is built only when the queue still has to be recorded.
             let set = register.then(|| queues_key(&self.config.prefix));
             let reg = set.as_deref().map(|set| (set, keys.queue.as_str()));
-            pusher
+            let ids = pusher
                 .push(&keys.stream, envelopes, reg)
                 .await
                 .map_err(StorageError::redis("enqueueing"))?;
@@ -46,24 +48,20 @@ impl Storage {
                     .expect("poisoned")
                     .insert(keys.queue.clone());
             }
-            return Ok(());
+            return Ok(ids);
         }
         let mut pipe = redis::pipe();
         self.register_pipe(&mut pipe, &keys.queue);
         for env in envelopes {
-            pipe.cmd("XADD")
-                .arg(&keys.stream)
-                .arg("*")
-                .arg("e")
-                .arg(env)
-                .ignore();
+            pipe.cmd("XADD").arg(&keys.stream).arg("*").arg("e").arg(env);
         }
-        pipe.exec_async(&mut self.conn())
+        pipe.query_async(&mut self.conn())
             .await
             .map_err(StorageError::redis("enqueueing"))
     }
 
-    /// Puts envelopes in the delayed set, each due at its time (ms since epoch), in one round trip.
+    /// Puts envelopes in the delayed set, each due at its time (ms since epoch), in one round
+    /// trip. Those that carry an id are indexed by it, so they are found while they wait.
     pub async fn schedule(&self, keys: &QueueKeys, jobs: &[(u64, String)]) -> Result<(), StorageError> {
         if jobs.is_empty() {
             return Ok(());
@@ -74,7 +72,7 @@ impl Storage {
             script_cmd(
                 &mut pipe,
                 &scripts::SCHEDULE,
-                &[&keys.scheduled, &keys.wake],
+                &[&keys.scheduled, &keys.wake, &keys.jobs],
                 |c| {
                     c.arg(due).arg(env);
                 },

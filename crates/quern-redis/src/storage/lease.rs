@@ -33,15 +33,18 @@ impl Storage {
             .map_err(StorageError::redis("renewing leases"))
     }
 
-    /// Puts jobs whose lease expired back in the queue; returns how many.
+    /// Puts jobs whose lease expired back in the queue, each as a new entry that carries the
+    /// job's id (field `i`) and is indexed by it; returns how many.
     pub async fn requeue_expired(&self, keys: &QueueKeys, lease: Duration) -> Result<usize, StorageError> {
         let mut total = 0;
         loop {
             let n: usize = scripts::REQUEUE_EXPIRED
                 .key(&keys.stream)
+                .key(&keys.jobs)
                 .arg(GROUP)
                 .arg(lease.as_millis() as u64)
                 .arg(BATCH)
+                .arg(&keys.queue)
                 .invoke_async(&mut self.conn())
                 .await
                 .map_err(StorageError::redis("requeueing expired leases"))?;
@@ -52,15 +55,18 @@ impl Storage {
         }
     }
 
-    /// Gives back every job leased to `consumer`, unchanged; returns how many.
+    /// Gives back every job leased to `consumer`, unchanged (each as a new entry that carries
+    /// the job's id and is indexed by it); returns how many.
     pub async fn release(&self, keys: &QueueKeys, consumer: &str) -> Result<usize, StorageError> {
         let mut total = 0;
         loop {
             let n: usize = scripts::RELEASE
                 .key(&keys.stream)
+                .key(&keys.jobs)
                 .arg(GROUP)
                 .arg(consumer)
                 .arg(BATCH)
+                .arg(&keys.queue)
                 .invoke_async(&mut self.conn())
                 .await
                 .map_err(StorageError::redis("releasing leases"))?;

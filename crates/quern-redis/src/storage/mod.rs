@@ -9,7 +9,8 @@
 //! - `lease` — renewing, requeueing expired and releasing leases.
 //! - `promote` — moving due delayed jobs and retries to the stream, and the wake-up.
 //! - `trim` — removing acknowledged entries: a [`TrimReport`](quern_core::TrimReport).
-//! - `admin` — queues, [`QueueStats`](quern_core::QueueStats), dead jobs, finding a job.
+//! - `admin` — queues, [`QueueStats`](quern_core::QueueStats), deleting a queue (the typed admin
+//!   API over them is [`Inspector`](crate::Inspector)).
 //! - `broker` — `impl Broker for Storage`: the worker's interface, mapped onto the above.
 
 use std::collections::HashSet;

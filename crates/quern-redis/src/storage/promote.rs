@@ -22,6 +22,7 @@ impl Storage {
                 .key(&keys.stream)
                 .key(&keys.scheduled)
                 .key(&keys.retry)
+                .key(&keys.jobs)
                 .arg(now_ms)
                 .arg(BATCH)
                 .invoke_async(&mut self.conn())
