@@ -65,20 +65,18 @@ fn known_bug_filter() -> bool {
 }
 
 fn declares_a_huge_array(data: &[u8]) -> bool {
+    // `*`, an optional `+`, then digits (leading zeros allowed, as `str::parse` allows them).
     data.iter().enumerate().any(|(i, &b)| {
         if b != b'*' {
             return false;
         }
-        // A length line is at most 20 digits and a sign.
-        let line = &data[i + 1..data.len().min(i + 24)];
-        let end = line
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .unwrap_or(line.len());
-        std::str::from_utf8(&line[..end])
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-            .is_some_and(|n| n > 1 << 20)
+        let rest = &data[i + 1..];
+        let rest = rest.strip_prefix(b"+").unwrap_or(rest);
+        let mut n: u64 = 0;
+        for &d in rest.iter().take_while(|d| d.is_ascii_digit()) {
+            n = n.saturating_mul(10).saturating_add(u64::from(d - b'0'));
+        }
+        n > 1 << 20
     })
 }
 
