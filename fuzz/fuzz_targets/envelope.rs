@@ -45,7 +45,10 @@ struct Page {
 fn check(e: &DecodeError, input_len: usize) {
     assert!(!e.message.is_empty(), "an error without a message: {e:?}");
     assert!(e.offset <= e.size, "offset past the end: {e:?}");
-    assert!(e.size <= input_len, "size larger than the input ({input_len}): {e:?}");
+    assert!(
+        e.size <= input_len,
+        "size larger than the input ({input_len}): {e:?}"
+    );
     let _ = e.to_string();
 }
 

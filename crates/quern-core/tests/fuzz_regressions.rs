@@ -54,7 +54,10 @@ fn seed_envelopes_are_refused_with_where_and_why() {
     let e = refused(br#"{"id":"x","job":"j","payload":{"to":"#);
     assert_eq!(e.kind, DecodeErrorKind::Eof);
     let e = refused(br#"{"id":"x","job":"j","attempt":"two","payload":{}}"#);
-    assert_eq!((e.kind, e.path.as_deref()), (DecodeErrorKind::Envelope, Some("attempt")));
+    assert_eq!(
+        (e.kind, e.path.as_deref()),
+        (DecodeErrorKind::Envelope, Some("attempt"))
+    );
     assert_eq!(refused(b"").kind, DecodeErrorKind::Envelope);
     assert_eq!(refused(b"  \n [\"id\"]").line, 2);
     refused(b"{\n  \"id\": \"x\",\n  \"job\": \"j\",\n  \"payload\": {\"to\": 1}\n} trailing");

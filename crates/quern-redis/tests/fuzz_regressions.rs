@@ -95,8 +95,10 @@ fn a_declared_entry_count_does_not_reserve_memory_for_it() {
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new("sh")
         .arg("-c")
-        .arg("ulimit -v 4194304 && exec \"$0\" --ignored --exact --test-threads=1 \
-              a_declared_entry_count_does_not_reserve_memory_for_it")
+        .arg(
+            "ulimit -v 4194304 && exec \"$0\" --ignored --exact --test-threads=1 \
+              a_declared_entry_count_does_not_reserve_memory_for_it",
+        )
         .arg(exe)
         .env("QUERN_FUZZ_CHILD", "1")
         .output()
