@@ -84,6 +84,8 @@ impl EntryBuilder {
             (b"r", Value::BulkString(v)) => self.lease_expiries = lease_expiries(&v),
             (b"i", Value::BulkString(v)) => self.job_id = job_id(&v),
             (k, Value::BulkString(b)) => self.other(k, String::from_utf8_lossy(&b).into_owned()),
+            // The same text whichever parser read the null.
+            (k, Value::Nil) => self.field(k, None),
             (k, other) => self.other(k, format!("{other:?}")),
         }
     }

@@ -1,8 +1,7 @@
 //! Inputs found by, or fed to, the fuzz targets in `fuzz/` (see `docs/fuzzing.md`), replayed
 //! through the public fuzzing API (`quern_redis::fuzzing`). No Redis needed.
 //!
-//! The `#[ignore]`d tests reproduce bugs the fuzzer found that are not fixed yet: run them with
-//! `cargo test -p quern-redis --test fuzz_regressions -- --ignored`.
+//! The tests at the end replay bugs the fuzzer found (now fixed), from `fuzz/artifacts/`.
 
 use quern_redis::Delivery;
 use quern_redis::fuzzing::{parse_read_reply, parse_replies};
@@ -86,7 +85,6 @@ fn seed_pipeline_replies() {
 const HUGE_COUNT: &[u8] = b"*1\r\n*2\r\n$1\r\nq\r\n*999999999\r\n";
 
 #[test]
-#[ignore = "bug: parse_read_reply reserves for the declared entry count (docs/fuzzing.md)"]
 fn a_declared_entry_count_does_not_reserve_memory_for_it() {
     if std::env::var_os("QUERN_FUZZ_CHILD").is_some() {
         assert!(parse_read_reply(HUGE_COUNT).is_none());
@@ -96,7 +94,7 @@ fn a_declared_entry_count_does_not_reserve_memory_for_it() {
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(
-            "ulimit -v 4194304 && exec \"$0\" --ignored --exact --test-threads=1 \
+            "ulimit -v 4194304 && exec \"$0\" --exact --test-threads=1 \
               a_declared_entry_count_does_not_reserve_memory_for_it",
         )
         .arg(exe)
@@ -113,7 +111,6 @@ fn a_declared_entry_count_does_not_reserve_memory_for_it() {
 // The same bug, fuzz/artifacts/resp_read_reply/panic-capacity-overflow: the largest count a
 // length line can hold makes `reserve` panic ("capacity overflow").
 #[test]
-#[ignore = "bug: parse_read_reply reserves for the declared entry count (docs/fuzzing.md)"]
 fn the_largest_declared_entry_count_does_not_panic() {
     let reply = b"*1\r\n*2\r\n$1\r\nq\r\n*9223372036854775807\r\n";
     assert!(parse_read_reply(reply).is_none());

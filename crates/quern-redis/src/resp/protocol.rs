@@ -241,7 +241,9 @@ pub(crate) fn parse_read_reply(buf: &[u8]) -> Parsed<(ReadReply, usize)> {
             }
             c.bulk()?;
             let Some(entries) = c.array()? else { continue };
-            out.reserve(entries);
+            // Room for what the bytes already here can hold (an entry takes at least 8 bytes),
+            // never for what a count merely declares: the count comes from the wire.
+            out.reserve(entries.min(buf.len().saturating_sub(c.pos) / 8));
             for _ in 0..entries {
                 if c.array()? != Some(2) {
                     return Err(Step::Bad("an entry is not an [id, fields] pair".into()));
@@ -256,9 +258,12 @@ pub(crate) fn parse_read_reply(buf: &[u8]) -> Parsed<(ReadReply, usize)> {
                 // A null field list is an entry deleted while leased: no `e` field.
                 if let Some(n) = c.array()? {
                     for _ in 0..n / 2 {
-                        let k = c.bulk()?.unwrap_or_default();
+                        let k = c.bulk()?;
                         let v = c.bulk()?;
-                        entry.field(k, v);
+                        // A null field name cannot be a field (the generic path skips it too).
+                        if let Some(k) = k {
+                            entry.field(k, v);
+                        }
                     }
                     if n % 2 == 1 {
                         c.bulk()?;
