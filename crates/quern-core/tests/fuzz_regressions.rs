@@ -36,10 +36,19 @@ fn seed_envelopes_decode() {
 
 #[test]
 fn seed_envelopes_are_refused_with_where_and_why() {
-    // No id: a missing field.
-    let e = refused(br#"{"job":"j","payload":{"to":"a@example.com"}}"#);
-    assert_eq!(e.kind, DecodeErrorKind::Envelope);
-    assert!(e.message.contains("id"), "{e}");
+    // No id is fine (the entry's id stands for it); an empty one is refused, at the field.
+    assert!(
+        decode_envelope(br#"{"job":"j","payload":{"to":"a@example.com"}}"#)
+            .unwrap()
+            .id
+            .is_unset()
+    );
+    let e = refused(br#"{"id":"","job":"j","payload":{"to":"a@example.com"}}"#);
+    assert_eq!(
+        (e.kind, e.path.as_deref()),
+        (DecodeErrorKind::Envelope, Some("id"))
+    );
+    assert!(e.message.contains("the job id is empty"), "{e}");
 
     // A byte-order mark is not whitespace: not an envelope, at byte 0.
     let e = refused(b"\xef\xbb\xbf{\"id\":\"x\",\"job\":\"j\",\"payload\":{}}");
