@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 pub enum SystemName {
     /// Quern itself.
     Quern,
+    /// Quern with one empty middleware layer around every execution: what middleware costs.
+    QuernLayer,
     /// Raw redis-rs on Redis Streams: the physical limit of one Redis.
     RedisLimit,
     /// apalis 1.0 + apalis-redis 1.0.
@@ -28,6 +30,7 @@ impl SystemName {
     pub fn as_str(self) -> &'static str {
         match self {
             SystemName::Quern => "quern",
+            SystemName::QuernLayer => "quern-layer",
             SystemName::RedisLimit => "redis-limit",
             SystemName::ApalisRedis => "apalis-redis",
             SystemName::BullmqOfficial => "bullmq-official",

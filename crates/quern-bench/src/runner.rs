@@ -32,6 +32,7 @@ pub async fn run_child(system: SystemName, workload: Workload, env: &Env) -> Chi
         SystemName::BullmqOfficial => measure::<BullMq>(workload, env).await,
         SystemName::Chasquimq => measure::<Chasquimq>(workload, env).await,
         SystemName::Quern => measure::<crate::systems::quern::Quern>(workload, env).await,
+        SystemName::QuernLayer => measure::<crate::systems::quern::Quern<true>>(workload, env).await,
     }
 }
 

@@ -43,8 +43,9 @@ impl Job for Bench {
 
 const QUEUE: &str = "bench";
 
-/// Quern with its defaults: one worker, batches of up to 256, XACK per settled batch.
-pub struct Quern {
+/// Quern with its defaults: one worker, batches of up to 256, XACK per settled batch. With
+/// `LAYERED`, one empty middleware layer (tower's `Identity`) wraps every execution.
+pub struct Quern<const LAYERED: bool = false> {
     env: Env,
     storage: Storage,
     producer: Producer,
@@ -55,10 +56,13 @@ struct Running {
     handle: tokio::task::JoinHandle<Result<WorkerReport, quern_worker::WorkerError>>,
 }
 
-impl Quern {
+impl<const LAYERED: bool> Quern<LAYERED> {
     fn start_worker(&self, concurrency: usize) -> Running {
-        let worker = Worker::new(self.storage.clone(), Registry::new().register::<Bench>())
+        let mut worker = Worker::new(self.storage.clone(), Registry::new().register::<Bench>())
             .configure(|c| c.concurrency = concurrency.max(1));
+        if LAYERED {
+            worker = worker.layer(tower_layer::Identity::new());
+        }
         let stop = Shutdown::new();
         let s = stop.clone();
         Running {
@@ -93,8 +97,8 @@ impl Running {
     }
 }
 
-impl System for Quern {
-    const NAME: SystemName = SystemName::Quern;
+impl<const LAYERED: bool> System for Quern<LAYERED> {
+    const NAME: SystemName = if LAYERED { SystemName::QuernLayer } else { SystemName::Quern };
 
     async fn connect(env: &Env) -> Result<Self> {
         let storage = Storage::connect(RedisConfig::new(&env.redis_url).prefix(env.queue())).await?;
