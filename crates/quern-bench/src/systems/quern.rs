@@ -98,7 +98,11 @@ impl Running {
 }
 
 impl<const LAYERED: bool> System for Quern<LAYERED> {
-    const NAME: SystemName = if LAYERED { SystemName::QuernLayer } else { SystemName::Quern };
+    const NAME: SystemName = if LAYERED {
+        SystemName::QuernLayer
+    } else {
+        SystemName::Quern
+    };
 
     async fn connect(env: &Env) -> Result<Self> {
         let storage = Storage::connect(RedisConfig::new(&env.redis_url).prefix(env.queue())).await?;

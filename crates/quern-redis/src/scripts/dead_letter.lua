@@ -13,15 +13,19 @@
 -- ARGV[6] -> the most dead jobs kept (count)
 -- ARGV[7] -> the oldest dead job kept, ms since epoch
 -- returns 1, or 0 when the entry was no longer leased to the group (nothing written)
+--
+-- As in retry.lua: the lease is checked without acknowledging, the record is written, and only
+-- then is the running copy acknowledged, so a write Redis refuses leaves the job leased.
+if ARGV[2] ~= '' and #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 if ARGV[2] ~= '' then
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
-    return 0
-  end
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
   redis.call('XDEL', KEYS[1], ARGV[2])
 end
 redis.call('HDEL', KEYS[5], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 redis.call('HINCRBY', KEYS[4], 'dead', 1)
 redis.call('HINCRBY', KEYS[4], 'failed', 1)
 -- Retention, bounded per call: each call adds one job and removes up to 100.

@@ -13,14 +13,19 @@
 -- ARGV[6] -> job id (the envelope's own when it has one: promotion indexes the job by that)
 -- returns 1, or 0 when the entry was no longer leased to the group (its lease had expired and
 -- another copy is already queued, or this is a replay): then nothing is written.
-if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+--
+-- A script that fails halfway keeps what it already did, so the order matters: the lease is
+-- checked without acknowledging, the next attempt is written, and only then is the running copy
+-- acknowledged. A write Redis refuses (a key of the wrong type) leaves the job leased, never lost.
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then
   return 0
 end
-redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[5], ARGV[6], 'r:' .. ARGV[3] .. ':' .. ARGV[4])
 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('LPUSH', KEYS[3], '1')
 redis.call('LTRIM', KEYS[3], 0, 0)
 if ARGV[5] == '1' then
