@@ -1,0 +1,61 @@
+//! Printing records and times for people.
+
+use quern_redis::DeadRecord;
+
+/// Prints everything kept about a dead job.
+pub(super) fn print_record(r: &DeadRecord) {
+    println!("job:      {}", r.job.as_deref().unwrap_or("(unknown)"));
+    println!("reason:   {}", r.reason.describe());
+    println!("died at:  {}", format_ms(r.died_at));
+    println!("attempt:  {}", r.attempt);
+    println!("message:  {}", r.message);
+    if let Some(d) = &r.decode {
+        println!("decode:   {:?} error: {}", d.kind, d.message);
+        if let Some(p) = &d.path {
+            println!("  path:   {p}");
+        }
+        println!(
+            "  at:     line {} column {} (byte {} of {})",
+            d.line, d.column, d.offset, d.size
+        );
+        println!("  around: {}", d.window);
+    }
+    if !r.failures.is_empty() {
+        println!("failures:");
+        for f in &r.failures {
+            println!("  attempt {} at {} ({}):", f.attempt, format_ms(f.at), f.kind);
+            for (i, m) in f.chain.iter().enumerate() {
+                println!("    {}{m}", if i == 0 { "" } else { "caused by: " });
+            }
+        }
+    }
+    match (&r.envelope, &r.raw_hex) {
+        (Some(e), _) => println!("stored:   {e}"),
+        (None, Some(h)) => println!("stored (hex, not UTF-8): {h}"),
+        _ => {}
+    }
+}
+
+/// `2026-11-25T14:34:28.123Z` from ms since the Unix epoch.
+pub fn format_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (proleptic Gregorian), after Howard Hinnant.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}

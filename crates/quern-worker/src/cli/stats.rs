@@ -1,0 +1,39 @@
+//! `stats`: counts per queue.
+
+use std::process::ExitCode;
+
+use quern_redis::{Inspector, StorageError};
+
+pub(super) async fn stats(
+    inspector: &Inspector,
+    queues: Vec<String>,
+    json: bool,
+) -> Result<ExitCode, StorageError> {
+    let queues = if queues.is_empty() {
+        inspector.queues().await?
+    } else {
+        queues
+    };
+    let mut all = Vec::new();
+    for q in &queues {
+        all.push(inspector.stats(q).await?);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all).expect("stats serialize"));
+    } else {
+        println!(
+            "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}",
+            "queue", "pending", "running", "scheduled", "retrying", "dead", "completed", "failed"
+        );
+        for s in &all {
+            println!(
+                "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}",
+                s.queue, s.pending, s.running, s.scheduled, s.retrying, s.dead, s.completed, s.failed
+            );
+        }
+        if all.is_empty() {
+            println!("(no queues yet)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
