@@ -23,7 +23,7 @@ for target in resp_read_reply resp_replies envelope; do
     mkdir -p "$scratch/$target"
     cargo fuzz run "$target" "$scratch/$target" "corpus/$target" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-        2>&1 | grep -E '^#[0-9]+ +DONE|stat::number_of_executed_units|ERROR|panicked|SUMMARY' || true
+        2>&1 | grep -E '^#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|ERROR|panicked|SUMMARY' || true
     # `cargo fuzz run` fails on a crash; the pipe hides it, so look for a new artifact.
     if [ -n "$(find "artifacts/$target" -type f -newer "$scratch" 2>/dev/null)" ]; then
         echo "$target: crash, see fuzz/artifacts/$target/"
