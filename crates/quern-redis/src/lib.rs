@@ -58,6 +58,13 @@ pub mod fuzzing {
         }
     }
 
+    /// The same reply read the generic way: redis-rs's parser, then the conversion the TLS path
+    /// uses (`delivery::parse_read`). `None` when redis-rs does not read one complete reply.
+    pub fn parse_read_reply_generic(buf: &[u8]) -> Option<Result<Vec<Delivery>, String>> {
+        let value = redis::parse_redis_value(buf).ok()?;
+        Some(crate::delivery::parse_read(value).map_err(|e| e.to_string()))
+    }
+
     /// `n` simple replies: `None` when incomplete, else the first error line (if any) and the
     /// bytes used, or `Err` with why the bytes are not replies.
     pub fn parse_replies(buf: &[u8], n: usize) -> Option<Result<(Option<String>, usize), String>> {

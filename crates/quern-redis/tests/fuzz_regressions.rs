@@ -4,7 +4,7 @@
 //! The tests at the end replay bugs the fuzzer found (now fixed), from `fuzz/artifacts/`.
 
 use quern_redis::Delivery;
-use quern_redis::fuzzing::{parse_read_reply, parse_replies};
+use quern_redis::fuzzing::{parse_read_reply, parse_read_reply_generic, parse_replies};
 
 fn deliveries(buf: &[u8]) -> Vec<Delivery> {
     match parse_read_reply(buf) {
@@ -114,4 +114,24 @@ fn a_declared_entry_count_does_not_reserve_memory_for_it() {
 fn the_largest_declared_entry_count_does_not_panic() {
     let reply = b"*1\r\n*2\r\n$1\r\nq\r\n*9223372036854775807\r\n";
     assert!(parse_read_reply(reply).is_none());
+}
+
+// fuzz/artifacts/resp_read_reply/diff-nil-field-*: the two reply paths read a nil field value and
+// a nil field name alike (they used to write "Nil" and "nil", and keep and skip the name).
+#[test]
+fn both_reply_paths_read_nil_fields_alike() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/artifacts/resp_read_reply");
+    let key = |d: &Delivery| (d.entry_id.clone(), d.envelope.clone(), d.foreign_fields.clone());
+    for name in ["diff-nil-field-value", "diff-nil-field-name"] {
+        let bytes = std::fs::read(dir.join(name)).expect("the reproducer is kept");
+        let ours = parse_read_reply(&bytes).expect("complete").expect("deliveries");
+        let generic = parse_read_reply_generic(&bytes)
+            .expect("complete")
+            .expect("deliveries");
+        assert_eq!(
+            ours.iter().map(key).collect::<Vec<_>>(),
+            generic.iter().map(key).collect::<Vec<_>>(),
+            "{name}"
+        );
+    }
 }
