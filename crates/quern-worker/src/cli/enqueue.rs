@@ -1,7 +1,7 @@
 //! `enqueue`: one job by name, with a JSON payload.
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use quern_redis::{Producer, Storage, StorageError};
 
@@ -18,7 +18,7 @@ pub(super) async fn enqueue(
     let queue = queue
         .or_else(|| registry.options(&job).map(|o| o.queue.to_string()))
         .unwrap_or_else(|| "default".into());
-    let at = delay_ms.map(|ms| SystemTime::now() + Duration::from_millis(ms));
+    let at = delay_ms.map(|ms| storage.clock().now() + Duration::from_millis(ms));
     let producer = Producer::new(storage);
     match producer.enqueue_json(&queue, &job, &json, at).await {
         Ok(id) => {
