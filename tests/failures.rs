@@ -169,13 +169,19 @@ async fn malformed_payloads_are_dead_lettered_with_diagnostics_and_the_batch_run
     xadd(&url, &stream, "e", &utf8).await;
     xadd(&url, &stream, "e", not_envelope.as_bytes()).await;
     xadd(&url, &stream, "legacy", b"not ours").await;
+    // What docs/wire-format.md forbids: an empty id, an empty `e` field, a byte-order mark.
+    let empty_id = r#"{"id":"","job":"site","payload":{"id":1,"pages":[]}}"#.to_owned();
+    xadd(&url, &stream, "e", empty_id.as_bytes()).await;
+    xadd(&url, &stream, "e", b"").await;
+    let bom = format!("\u{feff}{}", good(3));
+    xadd(&url, &stream, "e", bom.as_bytes()).await;
     xadd(&url, &stream, "e", big.as_bytes()).await;
     xadd(&url, &stream, "e", good(2).as_bytes()).await;
 
     let w = RunningWorker::start(Worker::new(storage.clone(), registry()));
     let settled = common::wait_until(Duration::from_secs(15), || async {
         let s = storage.stats(&keys).await.unwrap();
-        s.dead == 8 && s.completed == 2
+        s.dead == 11 && s.completed == 2
     })
     .await;
     w.stop().await;
@@ -235,10 +241,37 @@ async fn malformed_payloads_are_dead_lettered_with_diagnostics_and_the_batch_run
 
     let dead = common::dead_records(&storage, &keys.queue, 100).await;
     let not_env: Vec<DeadRecord> = dead
-        .into_iter()
+        .iter()
         .filter(|r| r.id.starts_with(&format!("{}/", keys.queue)))
+        .cloned()
         .collect();
-    assert_eq!(not_env.len(), 2, "{not_env:?}");
+    assert_eq!(not_env.len(), 4, "{not_env:?}");
+    let empty = not_env
+        .iter()
+        .find(|r| r.envelope.as_deref() == Some(empty_id.as_str()))
+        .expect("the envelope with an empty id is dead");
+    let d = empty.decode.as_ref().unwrap();
+    assert_eq!(d.path.as_deref(), Some("id"));
+    assert!(d.message.contains("the job id is empty"), "{}", d.message);
+    assert!(
+        not_env.iter().any(|r| r.envelope.as_deref() == Some("")
+            && r.decode.as_ref().unwrap().message.contains("`e` field is empty")),
+        "an empty e field is named as such: {not_env:?}"
+    );
+    let with_bom = dead
+        .iter()
+        .find(|r| r.envelope.as_deref() == Some(bom.as_str()))
+        .expect("the BOM-prefixed envelope is dead");
+    let d = with_bom.decode.as_ref().unwrap();
+    assert!(
+        d.message.contains("found `\\u{feff}`"),
+        "the BOM is shown escaped: {}",
+        d.message
+    );
+    assert!(
+        !d.message.contains('\u{feff}') && !d.window.contains('\u{feff}'),
+        "{d:?}"
+    );
     assert!(not_env.iter().any(|r| r.envelope.as_deref() == Some("[1,2,3]")
         && r.decode.as_ref().unwrap().message == "not a Quern envelope: expected a JSON object, found `[`"));
     assert!(
