@@ -28,10 +28,23 @@ pub(crate) struct Job<'a> {
 
 /// Decides and builds the settle op of `job`; `None` when the job is given back unsettled.
 pub(crate) fn settle(shared: &Shared, job: Job<'_>, outcome: AttemptOutcome) -> Option<Settle> {
-    let now = shared.clock.now_ms();
-    let decision = decide(&outcome, Attempt::new(job.attempt, now), &job.policy);
+    // A success needs neither the time nor a jitter: reading the clock and drawing a number are
+    // left to the outcomes that use them (the hot path is a success with nobody listening).
+    let succeeded = matches!(outcome, AttemptOutcome::Succeeded);
+    let now = if succeeded { 0 } else { shared.clock.now_ms() };
+    let attempt = if succeeded {
+        Attempt {
+            number: job.attempt,
+            now_ms: 0,
+            jitter: 0.0,
+        }
+    } else {
+        Attempt::new(job.attempt, now)
+    };
+    let decision = decide(&outcome, attempt, &job.policy);
     let (id, name, queue, attempt) = (&job.id, job.env.job.as_str(), job.queue, job.attempt);
-    let event = |kind| move || Event::new(kind, id.as_str(), name, &**queue, attempt, now);
+    let clock = &shared.clock;
+    let event = |kind| move || Event::new(kind, id.as_str(), name, &**queue, attempt, if now == 0 { clock.now_ms() } else { now });
     let Decision { fate, failure } = decision;
     let chain = failure.as_ref().map(|f| f.chain.join(": caused by: "));
     let chain = chain.as_deref().unwrap_or("");
