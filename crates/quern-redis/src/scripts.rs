@@ -3,6 +3,14 @@
 //! Scripts that need a job's id from its envelope, or move an entry to a new one, are prefixed
 //! with the helpers in `scripts/lib/` (Redis scripts cannot share functions): the text Redis
 //! runs is the helpers followed by the script, whose contract heads its own file.
+//!
+//! A full Redis (`maxmemory` reached under `noeviction`) refuses a script's first command that
+//! may grow memory (`denyoom`: `XADD`, `ZADD`, `HSET`, `HINCRBY`…) but not one called after the
+//! script has written, so it never stops half-way. The scripts that settle or move a leased job
+//! (`complete`, `retry`, `dead_letter`, `requeue_expired`, `release`) write first with `XACK`,
+//! which is not `denyoom`: a worker keeps completing jobs, and freeing memory, when Redis is
+//! full. `promote_due` starts with an `XADD`, so due jobs wait until memory frees. The scripts
+//! carry no `#!lua flags=allow-oom` shebang: it needs Redis 7, and Quern supports 6.2.
 
 use std::sync::LazyLock;
 

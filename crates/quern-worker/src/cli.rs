@@ -234,8 +234,10 @@ pub async fn execute(
             for q in &queues {
                 all.push(storage.stats(&storage.keys(q)).await?);
             }
+            let server = Inspector::new(storage.clone()).server_health().await;
             if json {
-                println!("{}", serde_json::to_string_pretty(&all).expect("stats serialize"));
+                let out = serde_json::json!({ "queues": all, "server": server });
+                println!("{}", serde_json::to_string_pretty(&out).expect("stats serialize"));
             } else {
                 println!(
                     "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}",
@@ -250,6 +252,7 @@ pub async fn execute(
                 if all.is_empty() {
                     println!("(no queues yet)");
                 }
+                println!("{}", server.summary());
             }
             Ok(ExitCode::SUCCESS)
         }
