@@ -32,6 +32,21 @@ pub enum StorageError {
         /// came inside a pipeline, where the driver reports codes it does not know as none.
         code: Option<String>,
     },
+    /// Redis refused a write because its memory is full: `used_memory` reached `maxmemory` under
+    /// the `noeviction` policy (the `OOM` error reply). An enqueue refused this way wrote
+    /// nothing. Retryable: memory frees as workers complete jobs.
+    #[error(
+        "Redis is out of memory and refused a write while {context} (used memory > maxmemory \
+         under policy noeviction; a refused enqueue writes nothing). Free memory, raise maxmemory \
+         (`CONFIG SET maxmemory …`), or let workers drain the queues, then try again"
+    )]
+    OutOfMemory {
+        /// What Quern was doing.
+        context: &'static str,
+        /// The driver's error (the `OOM` reply).
+        #[source]
+        source: redis::RedisError,
+    },
     /// The payload could not be encoded or is too large.
     #[error("job payload refused")]
     Payload(#[source] DecodeError),
@@ -62,6 +77,9 @@ impl StorageError {
                 let errors = source.clone().into_server_errors()?;
                 errors.first().map(|(_, e)| e.code().to_owned())
             });
+            if code.as_deref() == Some("OOM") {
+                return StorageError::OutOfMemory { context, source };
+            }
             StorageError::Redis {
                 context,
                 source,
@@ -73,7 +91,7 @@ impl StorageError {
     /// Whether trying again later may succeed (Redis unreachable, timed out, restarting).
     pub fn is_retryable(&self) -> bool {
         match self {
-            StorageError::Connect { .. } => true,
+            StorageError::Connect { .. } | StorageError::OutOfMemory { .. } => true,
             StorageError::Redis { source, code, .. } => {
                 source.is_io_error()
                     || source.is_timeout()
@@ -91,10 +109,17 @@ impl StorageError {
         }
     }
 
-    /// The Redis error code of an error reply (`NOGROUP`, `NOSCRIPT`, …), if any, also from
-    /// inside a pipeline.
+    /// Whether Redis refused a write because its memory is full (`OOM`: `maxmemory` reached
+    /// under `noeviction`). Nothing of a refused enqueue was written.
+    pub fn is_out_of_memory(&self) -> bool {
+        matches!(self, StorageError::OutOfMemory { .. })
+    }
+
+    /// The Redis error code of an error reply (`NOGROUP`, `NOSCRIPT`, `OOM`, …), if any, also
+    /// from inside a pipeline.
     pub fn code(&self) -> Option<&str> {
         match self {
+            StorageError::OutOfMemory { .. } => Some("OOM"),
             StorageError::Redis { code, .. } => code.as_deref(),
             _ => None,
         }

@@ -13,15 +13,17 @@
 //! - [`keys`] — every key, built in one place, each queue's keys sharing the hash tag `{queue}`.
 //! - [`scripts`] — the Lua scripts, one per state transition (`src/scripts/*.lua`).
 //! - [`storage`] — [`Storage`], all Redis I/O of the worker and the producer, one file per
-//!   concern: enqueue, claim, settle, lease, promote, trim, admin, and the [`Broker`] impl.
+//!   concern: enqueue, claim, settle, lease, promote, trim, health, admin, and the [`Broker`] impl.
 //! - `resp` — Quern's own RESP2 client for claims ([`Reader`]) and bulk appends: protocol,
 //!   connection, reader, pusher. Never calls back into [`storage`].
 //! - `delivery` — builds a [`Delivery`] from one stream entry, and the generic reply parser.
 //! - [`producer`] — [`Producer`], the typed client that enqueues jobs.
 //! - [`inspector`] — [`Inspector`], the typed admin API: counts, dead jobs, any job by id.
 //! - [`error`] — [`StorageError`].
+//! - [`acl`] — the least-privilege Redis ACL rules of a producer, a worker and the admin CLI.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 mod delivery;
 pub mod error;
 pub mod inspector;
@@ -39,7 +41,7 @@ pub use quern_core::broker::{
     Broker, BrokerError, DeadRetention, Delivery, Promoted, Settle, SettleOptions, TrimReport,
 };
 pub use quern_core::{Clock, DeadReason, DeadRecord, JobInfo, JobState, LeaseInfo, QueueStats};
-pub use storage::{Reader, RedisConfig, Storage};
+pub use storage::{Reader, RedisConfig, ServerHealth, Storage};
 
 /// The pure RESP parser, for fuzz targets; not a stable API.
 #[doc(hidden)]

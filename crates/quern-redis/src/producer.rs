@@ -1,5 +1,7 @@
 //! Enqueueing typed jobs.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use quern_core::envelope::{check_size, decode_payload, encode_new};
@@ -35,12 +37,25 @@ pub struct Producer {
     storage: Storage,
     /// Where `Enqueued` events go (nowhere until someone subscribes).
     events: Events,
+    /// Whether the server's eviction policy was checked (at connect, or at the first enqueue of
+    /// a producer made with [`Producer::new`]): one warning per producer, not one per job.
+    checked: Arc<AtomicBool>,
 }
 
 impl Producer {
-    /// Connects to Redis.
+    /// Connects to Redis, and warns (one WARN log line, with the fix) when Redis may evict
+    /// keys, queued jobs included ([`Storage::check_server`]).
     pub async fn connect(config: RedisConfig) -> Result<Self, StorageError> {
-        Ok(Self::new(Storage::connect(config).await?))
+        let producer = Self::new(Storage::connect(config).await?);
+        producer.check_server_once().await;
+        Ok(producer)
+    }
+
+    /// [`Storage::check_server`] the first time this producer (or a clone) asks.
+    async fn check_server_once(&self) {
+        if !self.checked.swap(true, Ordering::Relaxed) {
+            self.storage.check_server("producer").await;
+        }
     }
 
     /// A producer sharing an existing connection.
@@ -48,6 +63,7 @@ impl Producer {
         Self {
             storage,
             events: Events::default(),
+            checked: Arc::default(),
         }
     }
 
@@ -63,7 +79,7 @@ impl Producer {
             return;
         }
         let now = self.storage.clock().now_ms();
-        let (queue, job): (std::sync::Arc<str>, std::sync::Arc<str>) = (queue.into(), job.into());
+        let (queue, job): (Arc<str>, Arc<str>) = (queue.into(), job.into());
         for id in ids {
             self.events.emit(|| {
                 Event::new(
@@ -135,6 +151,7 @@ impl Producer {
         chunk: &[String],
         ids: &mut Vec<JobId>,
     ) -> Result<(), StorageError> {
+        self.check_server_once().await;
         let entries = self.storage.push(keys, chunk).await?;
         if entries.len() != chunk.len() {
             return Err(missing_ids(chunk.len(), entries.len()));
@@ -164,6 +181,7 @@ impl Producer {
                 let id = JobId::new();
                 let envelope = self.encode(&id, job)?;
                 let keys = self.storage.keys(&queue);
+                self.check_server_once().await;
                 self.storage.schedule(&keys, &[(due, envelope)]).await?;
                 self.enqueued(&queue, J::NAME, [&id]);
                 Ok(id)
@@ -194,6 +212,7 @@ impl Producer {
             Some(due) => {
                 let env = Envelope::new(job_name, &payload);
                 let keys = self.storage.keys(queue);
+                self.check_server_once().await;
                 self.storage.schedule(&keys, &[(due, env.encode())]).await?;
                 self.enqueued(queue, job_name, [&env.id]);
                 Ok(env.id)
@@ -211,6 +230,7 @@ impl Producer {
     }
 
     async fn push_one(&self, queue: &str, envelope: String) -> Result<JobId, StorageError> {
+        self.check_server_once().await;
         let keys = self.storage.keys(queue);
         let entries = self.storage.push(&keys, &[envelope]).await?;
         match entries.first() {

@@ -3,6 +3,17 @@
 //! Scripts that need a job's id from its envelope, or move an entry to a new one, are prefixed
 //! with the helpers in `scripts/lib/` (Redis scripts cannot share functions): the text Redis
 //! runs is the helpers followed by the script, whose contract heads its own file.
+//!
+//! A full Redis (`maxmemory` reached under `noeviction`) refuses a script's first command that
+//! may grow memory (`denyoom`: `XADD`, `ZADD`, `HSET`, `HINCRBY`…) but not one called after the
+//! script has written. `complete`, `requeue_expired` and `release` write first with `XACK`,
+//! which is not `denyoom`: a worker keeps completing jobs, and freeing memory, when Redis is
+//! full. `retry` and `dead_letter` check the lease with `XPENDING` and write the next attempt
+//! or the dead record before acknowledging (so that a write Redis refuses for any reason leaves
+//! the job leased, not lost): a full Redis refuses them with `OOM`, which is retryable, and the
+//! worker writes them once memory frees, renewing the job's lease meanwhile. `promote_due`
+//! starts with an `XADD`, so due jobs wait until memory frees. The scripts
+//! carry no `#!lua flags=allow-oom` shebang: it needs Redis 7, and Quern supports 6.2.
 
 use std::sync::LazyLock;
 

@@ -44,7 +44,18 @@ pub(crate) fn settle(shared: &Shared, job: Job<'_>, outcome: AttemptOutcome) -> 
     let decision = decide(&outcome, attempt, &job.policy);
     let (id, name, queue, attempt) = (&job.id, job.env.job.as_str(), job.queue, job.attempt);
     let clock = &shared.clock;
-    let event = |kind| move || Event::new(kind, id.as_str(), name, &**queue, attempt, if now == 0 { clock.now_ms() } else { now });
+    let event = |kind| {
+        move || {
+            Event::new(
+                kind,
+                id.as_str(),
+                name,
+                &**queue,
+                attempt,
+                if now == 0 { clock.now_ms() } else { now },
+            )
+        }
+    };
     let Decision { fate, failure } = decision;
     let chain = failure.as_ref().map(|f| f.chain.join(": caused by: "));
     let chain = chain.as_deref().unwrap_or("");

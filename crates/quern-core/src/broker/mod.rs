@@ -260,6 +260,13 @@ pub trait Broker: Clone + Send + Sync + 'static {
     /// The queue's name.
     fn queue_name(queue: &Self::Queue) -> &str;
 
+    /// Checks, once at worker start, the server settings that could lose jobs (Redis: an
+    /// eviction policy other than `noeviction`) and logs a warning with the fix. Never fails: a
+    /// check that cannot run is logged too. Brokers with nothing to check keep this default.
+    fn check_server(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
+
     /// Makes the queue ready to claim from (creates what is missing; idempotent).
     fn prepare(&self, queue: &Self::Queue) -> impl Future<Output = Result<(), Self::Error>> + Send;
 

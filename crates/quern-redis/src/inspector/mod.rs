@@ -18,7 +18,7 @@ use quern_core::{DeadRecord, JobId, QueueStats};
 use crate::error::StorageError;
 use crate::keys::{QueueKeys, validate_queue};
 use crate::scripts;
-use crate::storage::Storage;
+use crate::storage::{ServerHealth, Storage};
 
 mod find;
 
@@ -132,6 +132,13 @@ impl Inspector {
     /// Names of all queues that have seen a job, sorted.
     pub async fn queues(&self) -> Result<Vec<String>, StorageError> {
         self.storage.queues().await
+    }
+
+    /// The server's memory settings: whether Redis may evict queued jobs (its
+    /// `maxmemory-policy`), and how close it is to refusing enqueues (`used_memory` against
+    /// `maxmemory`). Never fails: what could not be read says why.
+    pub async fn server_health(&self) -> ServerHealth {
+        self.storage.server_health().await
     }
 
     /// Counts for `queue`. Trims its completed entries first, so it needs a primary, not a

@@ -33,6 +33,10 @@ pub(crate) struct Replies {
     pub(crate) kept: Vec<String>,
     /// The first error line.
     pub(crate) error: Option<String>,
+    /// `Some(skip)` while the reply to an `EXEC` is still to come after the `want` replies
+    /// (those to `MULTI` and to the queued commands): its elements are then read as replies,
+    /// the first `skip` of them not kept.
+    exec: Option<usize>,
 }
 
 impl Replies {
@@ -44,7 +48,19 @@ impl Replies {
             pos: 0,
             kept: Vec::with_capacity(want.saturating_sub(skip)),
             error: None,
+            exec: None,
         }
+    }
+
+    /// The replies to `MULTI`, `queued` commands and `EXEC`: the elements of the `EXEC` reply
+    /// are kept but the first `skip`. An `EXEC` refused (`EXECABORT` after a command was
+    /// refused while queued, `OOM` at `EXEC`) keeps nothing, and the first error line is the
+    /// cause (the `OOM` of the first command refused).
+    pub(crate) fn transaction(queued: usize, skip: usize) -> Self {
+        let mut replies = Self::new(queued + 1, queued + 1);
+        replies.kept = Vec::with_capacity(queued.saturating_sub(skip));
+        replies.exec = Some(skip);
+        replies
     }
 
     /// Parses the replies `buf` holds beyond those parsed before (`buf` only grows between
@@ -54,7 +70,41 @@ impl Replies {
             b: buf,
             pos: self.pos,
         };
-        while self.seen < self.want {
+        loop {
+            if self.seen == self.want {
+                let Some(skip) = self.exec else { break };
+                let step = match c.b.get(c.pos) {
+                    None => Err(Step::Incomplete),
+                    Some(b'-') => {
+                        c.pos += 1;
+                        c.line().map(|line| {
+                            self.error
+                                .get_or_insert_with(|| String::from_utf8_lossy(line).into_owned());
+                            None
+                        })
+                    }
+                    Some(_) => c.array(),
+                };
+                match step {
+                    Ok(n) => {
+                        match n {
+                            Some(n) => {
+                                self.want += n;
+                                self.skip = self.seen + skip;
+                            }
+                            None => {
+                                self.error
+                                    .get_or_insert_with(|| "EXECABORT the transaction was aborted".into());
+                            }
+                        }
+                        self.exec = None;
+                        self.pos = c.pos;
+                        continue;
+                    }
+                    Err(Step::Incomplete) => return Parsed::Incomplete,
+                    Err(Step::Bad(detail)) => return Parsed::Bad(detail),
+                }
+            }
             let step = if c.b.get(c.pos) == Some(&b'-') {
                 c.pos += 1;
                 c.line().map(|line| {
@@ -279,6 +329,43 @@ pub(crate) fn parse_read_reply(buf: &[u8]) -> Parsed<(ReadReply, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Feeds `bytes` to a transaction's replies one byte more each call, as a slow socket would.
+    fn transaction(bytes: &[u8], queued: usize, skip: usize) -> Replies {
+        let mut r = Replies::transaction(queued, skip);
+        for end in 1..=bytes.len() {
+            match r.parse(&bytes[..end]) {
+                Parsed::Done(((), used)) => {
+                    assert_eq!(used, bytes.len());
+                    return r;
+                }
+                Parsed::Incomplete => {}
+                Parsed::Bad(d) => panic!("{d}"),
+            }
+        }
+        panic!("incomplete");
+    }
+
+    #[test]
+    fn a_transaction_keeps_the_exec_elements_or_the_first_refusal() {
+        let ok = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n:1\r\n$3\r\n1-0\r\n$3\r\n2-0\r\n";
+        let r = transaction(ok, 3, 1);
+        assert_eq!(
+            (r.kept, r.error),
+            (vec!["1-0".to_owned(), "2-0".to_owned()], None)
+        );
+
+        let oom = b"+OK\r\n-OOM command not allowed\r\n-OOM command not allowed\r\n\
+                    -EXECABORT Transaction discarded\r\n";
+        let r = transaction(oom, 2, 0);
+        assert!(r.kept.is_empty());
+        assert_eq!(r.error.as_deref(), Some("OOM command not allowed"));
+
+        let at_exec = b"+OK\r\n+QUEUED\r\n-OOM command not allowed\r\n";
+        let r = transaction(at_exec, 1, 0);
+        assert_eq!(r.error.as_deref(), Some("OOM command not allowed"));
+        assert!(r.kept.is_empty());
+    }
 
     fn reply(entries: &[(&str, &[(&str, &str)])]) -> Vec<u8> {
         let mut b = format!("*1\r\n*2\r\n$6\r\nq:strm\r\n*{}\r\n", entries.len()).into_bytes();

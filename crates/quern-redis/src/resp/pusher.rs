@@ -25,9 +25,10 @@ impl Pusher {
         }
     }
 
-    /// `SADD <queues> <queue>` when `register` is given, then `XADD <stream> * e <envelope>` for
-    /// each envelope, in one round trip; returns the entry ids, in order. Fails with the first
-    /// error reply, after reading all.
+    /// `MULTI`, `SADD <queues> <queue>` when `register` is given, `XADD <stream> * e <envelope>`
+    /// for each envelope, `EXEC`, in one round trip; returns the entry ids, in order. All or
+    /// nothing: a command refused while queued (`OOM`) aborts the transaction, and the error
+    /// returned is that refusal.
     pub(crate) async fn push(
         &mut self,
         stream: &str,
@@ -36,6 +37,7 @@ impl Pusher {
     ) -> Result<Vec<String>, RedisError> {
         let out = &mut self.raw.out;
         out.clear();
+        encode(out, [b"MULTI".as_slice()].into_iter());
         let mut skip = 0;
         if let Some((set, queue)) = register {
             encode(out, ["SADD", set, queue].iter().map(|s| s.as_bytes()));
@@ -47,11 +49,17 @@ impl Pusher {
                 [b"XADD".as_slice(), stream.as_bytes(), b"*", b"e", env.as_bytes()].into_iter(),
             );
         }
+        encode(out, [b"EXEC".as_slice()].into_iter());
         let limit = self.raw.target.response_timeout;
-        let mut replies = Replies::new(envelopes.len() + skip, skip);
+        let mut replies = Replies::transaction(envelopes.len() + skip, skip);
         self.raw.exchange(limit, |buf| replies.parse(buf)).await?;
         match replies.error {
-            None => Ok(replies.kept),
+            None if replies.kept.len() == envelopes.len() => Ok(replies.kept),
+            None => Err(server_error(&format!(
+                "ERR {} entry ids for {} jobs",
+                replies.kept.len(),
+                envelopes.len()
+            ))),
             Some(line) => Err(server_error(&line)),
         }
     }

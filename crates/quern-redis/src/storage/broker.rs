@@ -34,6 +34,11 @@ impl Broker for Storage {
         &queue.queue
     }
 
+    /// Warns when Redis may evict keys, queued jobs included ([`Storage::check_server`]).
+    async fn check_server(&self) {
+        Storage::check_server(self, "worker").await;
+    }
+
     /// Creates the consumer group (and the stream) if missing and loads the scripts.
     async fn prepare(&self, queue: &QueueKeys) -> Result<(), StorageError> {
         self.ensure_group(queue).await?;

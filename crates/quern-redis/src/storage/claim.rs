@@ -23,8 +23,29 @@ impl Storage {
             .await;
         match res {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            // `XGROUP CREATE` is refused under OOM even when the group exists (Redis checks
+            // memory first): a worker started to drain a full Redis must not stop there.
+            Err(e) if e.code() == Some("OOM") && self.group_exists(keys).await => Ok(()),
             other => other.map_err(StorageError::redis("creating the consumer group")),
         }
+    }
+
+    /// Whether the queue's stream has Quern's consumer group (`XINFO GROUPS`, a read).
+    async fn group_exists(&self, keys: &QueueKeys) -> bool {
+        let groups: redis::RedisResult<Vec<std::collections::HashMap<String, redis::Value>>> =
+            redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(&keys.stream)
+                .query_async(&mut self.conn())
+                .await;
+        groups.is_ok_and(|groups| {
+            groups.iter().any(|g| {
+                g.get("name")
+                    .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+                    .as_deref()
+                    == Some(GROUP)
+            })
+        })
     }
 
     /// Claims up to `count` new jobs for `consumer`, waiting up to `block` for one to arrive.

@@ -7,21 +7,36 @@ use crate::scripts;
 use super::{Storage, script_cmd};
 
 impl Storage {
-    /// Records `queue` in the set of known queues, once per process.
-    fn register_pipe(&self, pipe: &mut redis::Pipeline, queue: &str) {
-        let mut seen = self.registered.lock().expect("poisoned");
-        if !seen.contains(queue) {
-            seen.insert(queue.to_owned());
+    /// Whether `queue` still has to be recorded in the set of known queues by this process.
+    fn needs_register(&self, queue: &str) -> bool {
+        !self.registered.lock().expect("poisoned").contains(queue)
+    }
+
+    /// Notes that `queue` is recorded, after the write that recorded it succeeded (a refused
+    /// write, `OOM` say, records nothing, and the next one tries again).
+    fn registered(&self, queue: &str) {
+        self.registered.lock().expect("poisoned").insert(queue.to_owned());
+    }
+
+    /// `SADD <queues> <queue>` into `pipe` when the queue still has to be recorded; whether it did.
+    fn register_pipe(&self, pipe: &mut redis::Pipeline, queue: &str) -> bool {
+        let register = self.needs_register(queue);
+        if register {
             pipe.cmd("SADD")
                 .arg(queues_key(&self.config.prefix))
                 .arg(queue)
                 .ignore();
         }
+        register
     }
 
     /// Appends envelopes to the queue's stream in one round trip; returns their entry ids, in
     /// order (a job whose envelope carries no id is `<queue>/<entry id>`:
     /// [`JobId::for_entry`](quern_core::JobId::for_entry)).
+    ///
+    /// All or nothing: a batch is one `MULTI`/`EXEC` transaction, so a batch Redis refuses
+    /// half-way (`OOM` once `maxmemory` is reached: [`StorageError::is_out_of_memory`]) wrote
+    /// no job, and a caller that tries again enqueues none twice.
     ///
     /// A batch goes over the storage's own bulk connection when it is free (the commands written
     /// straight into one buffer, the replies read as they arrive), else, like a single job,
@@ -34,7 +49,7 @@ impl Storage {
             && let Some(pusher) = &self.pusher
             && let Ok(mut pusher) = pusher.try_lock()
         {
-            let register = !self.registered.lock().expect("poisoned").contains(&keys.queue);
+            let register = self.needs_register(&keys.queue);
             // The set's key is built only when the queue still has to be recorded.
             let set = register.then(|| queues_key(&self.config.prefix));
             let reg = set.as_deref().map(|set| (set, keys.queue.as_str()));
@@ -43,21 +58,27 @@ impl Storage {
                 .await
                 .map_err(StorageError::redis("enqueueing"))?;
             if register {
-                self.registered
-                    .lock()
-                    .expect("poisoned")
-                    .insert(keys.queue.clone());
+                self.registered(&keys.queue);
             }
             return Ok(ids);
         }
         let mut pipe = redis::pipe();
-        self.register_pipe(&mut pipe, &keys.queue);
+        let register = self.register_pipe(&mut pipe, &keys.queue);
+        if register || envelopes.len() > 1 {
+            // One XADD alone is atomic already; more commands are made one transaction.
+            pipe.atomic();
+        }
         for env in envelopes {
             pipe.cmd("XADD").arg(&keys.stream).arg("*").arg("e").arg(env);
         }
-        pipe.query_async(&mut self.conn())
+        let ids = pipe
+            .query_async(&mut self.conn())
             .await
-            .map_err(StorageError::redis("enqueueing"))
+            .map_err(StorageError::redis("enqueueing"))?;
+        if register {
+            self.registered(&keys.queue);
+        }
+        Ok(ids)
     }
 
     /// Puts envelopes in the delayed set, each due at its time (ms since epoch), in one round
@@ -67,7 +88,7 @@ impl Storage {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        self.register_pipe(&mut pipe, &keys.queue);
+        let register = self.register_pipe(&mut pipe, &keys.queue);
         for (due, env) in jobs {
             script_cmd(
                 &mut pipe,
@@ -78,6 +99,10 @@ impl Storage {
                 },
             );
         }
-        self.exec_scripts(&pipe, "scheduling").await
+        self.exec_scripts(&pipe, "scheduling").await?;
+        if register {
+            self.registered(&keys.queue);
+        }
+        Ok(())
     }
 }

@@ -9,6 +9,8 @@
 //! - `lease` — renewing, requeueing expired and releasing leases.
 //! - `promote` — moving due delayed jobs and retries to the stream, and the wake-up.
 //! - `trim` — removing acknowledged entries: a [`TrimReport`](quern_core::TrimReport).
+//! - `health` — [`server_health`](Storage::server_health): the eviction policy and memory
+//!   limits that can lose jobs or refuse enqueues, and the start-up warning about them.
 //! - `admin` — queues, [`QueueStats`](quern_core::QueueStats), deleting a queue (the typed admin
 //!   API over them is [`Inspector`](crate::Inspector)).
 //! - `broker` — `impl Broker for Storage`: the worker's interface, mapped onto the above.
@@ -30,12 +32,14 @@ mod admin;
 mod broker;
 mod claim;
 mod enqueue;
+mod health;
 mod lease;
 mod promote;
 mod settle;
 mod trim;
 
 pub use crate::resp::Reader;
+pub use health::{NOEVICTION, ServerHealth};
 
 /// How Quern talks to Redis.
 #[derive(Debug, Clone)]

@@ -18,8 +18,10 @@ pub(super) async fn stats(
     for q in &queues {
         all.push(inspector.stats(q).await?);
     }
+    let server = inspector.server_health().await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&all).expect("stats serialize"));
+        let out = serde_json::json!({ "queues": all, "server": server });
+        println!("{}", serde_json::to_string_pretty(&out).expect("stats serialize"));
     } else {
         println!(
             "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}",
@@ -34,6 +36,7 @@ pub(super) async fn stats(
         if all.is_empty() {
             println!("(no queues yet)");
         }
+        println!("{}", server.summary());
     }
     Ok(ExitCode::SUCCESS)
 }

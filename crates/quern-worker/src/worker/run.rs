@@ -35,6 +35,7 @@ pub(super) async fn run<B: Broker>(
     }
     let config = Arc::new(worker.config);
     let broker = worker.broker;
+    broker.check_server().await;
     let mut queues = Vec::new();
     for name in &names {
         let q = broker.queue(name).map_err(WorkerError::broker)?;
