@@ -256,3 +256,72 @@ impl Trimmer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use quern_core::ManualClock;
+    use quern_core::broker::memory::MemoryBroker;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn trimming_is_due_after_a_block_of_acks_or_a_tenth_of_a_second() {
+        let mut t = Trimmer::default();
+        assert!(
+            !t.is_due() && t.due_at().is_none(),
+            "nothing acknowledged, nothing to trim"
+        );
+        t.acknowledged(10);
+        assert!(!t.is_due());
+        tokio::time::advance(TRIM_AFTER - Duration::from_millis(1)).await;
+        assert!(!t.is_due());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(t.is_due(), "due 100 ms after the first acknowledgement");
+        let mut t = Trimmer::default();
+        t.acknowledged(TRIM_EVERY);
+        assert!(t.is_due(), "due at once after a block of acknowledgements");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_is_written_once_and_its_leases_are_no_longer_renewed() {
+        let broker = MemoryBroker::new();
+        let queue = broker.queue("settle").unwrap();
+        let envs: Vec<String> = (0..3)
+            .map(|n| format!(r#"{{"job":"j","payload":{n}}}"#))
+            .collect();
+        broker.push(&queue, &envs).await.unwrap();
+        let got = broker
+            .claim(&mut (), &queue, "w", 3, Duration::ZERO)
+            .await
+            .unwrap();
+        let in_flight = Arc::new(InFlight::default());
+        in_flight.insert_all(got.iter().map(|d| d.entry_id.as_str()));
+        let settler = Settler {
+            broker: broker.clone(),
+            queue,
+            name: "settle".into(),
+            in_flight: in_flight.clone(),
+            retention: DeadRetention::default(),
+            clock: ManualClock::at(1_000).clock(),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let running = tokio::spawn(settler.run(rx, Shutdown::new()));
+        tx.send(Settle::complete(got[0].entry_id.clone())).unwrap();
+        tx.send(Settle::complete(got[1].entry_id.clone())).unwrap();
+        tx.send(Settle::Retry {
+            entry_id: got[2].entry_id.clone(),
+            job_id: "settle/0-3".into(),
+            due_ms: 2_000,
+            envelope: envs[2].clone(),
+        })
+        .unwrap();
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(5), running)
+            .await
+            .expect("the settler stops once every sender is gone")
+            .unwrap();
+        let stats = broker.stats("settle");
+        assert_eq!((stats.completed, stats.scheduled, stats.running), (2, 1, 0));
+        assert!(in_flight.ids().is_empty(), "settled jobs are no longer renewed");
+    }
+}
