@@ -15,12 +15,15 @@ use quern_core::{
 };
 
 use crate::panic::{IN_EXECUTION, LAST_PANIC_BACKTRACE, panic_message};
+use crate::watchdog::{Watchdog, Watched};
 
 /// Limits the worker imposes on an execution.
 #[derive(Debug, Clone)]
 pub(crate) struct Limits {
     /// Fires after the shutdown grace period: running executions are cancelled.
     pub hard_stop: Shutdown,
+    /// Notices a job holding its thread (only on the caller's runtime: `Isolation::Task`).
+    pub watchdog: Arc<Watchdog>,
 }
 
 /// The parts of a job type's options an execution needs (copied, not cloned per execution).
@@ -57,7 +60,8 @@ pub(crate) async fn execute<J: Job>(
                         return;
                     }
                 };
-                let outcome = rt.block_on(run_once(job, &ctx, &ext, timeout, &limits.hard_stop));
+                // Its own thread: blocking there holds up nobody, so no watchdog.
+                let outcome = rt.block_on(run_once(job, &ctx, &ext, timeout, &limits.hard_stop, None));
                 // Tasks the job spawned (a connection's driver, say) end with its runtime.
                 drop(rt);
                 let _ = tx.send(outcome);
@@ -80,7 +84,18 @@ pub(crate) async fn execute<J: Job>(
                 _ = hard_stop.wait() => AttemptOutcome::Interrupted,
             }
         }
-        _ => run_once(job, &ctx, &ext, options.timeout, &limits.hard_stop).await,
+        _ => {
+            let watched = limits.watchdog.watch(&ctx);
+            run_once(
+                job,
+                &ctx,
+                &ext,
+                options.timeout,
+                &limits.hard_stop,
+                watched.as_ref(),
+            )
+            .await
+        }
     }
 }
 
@@ -98,6 +113,7 @@ async fn run_once<J: Job>(
     ext: &Extensions,
     timeout: Option<Duration>,
     hard_stop: &Shutdown,
+    watched: Option<&Watched>,
 ) -> AttemptOutcome {
     let mut resources = match <J::Resources as Resource>::acquire(ResourceContext::new(ctx, ext)).await {
         Ok(r) => r,
@@ -109,7 +125,11 @@ async fn run_once<J: Job>(
         }
     };
     let outcome = {
-        let run = AssertUnwindSafe(InExecution(Box::pin(job.run(ctx, &mut resources)))).catch_unwind();
+        let run = AssertUnwindSafe(InExecution {
+            run: Box::pin(job.run(ctx, &mut resources)),
+            watched,
+        })
+        .catch_unwind();
         tokio::select! {
             r = async {
                 match timeout {
@@ -146,16 +166,43 @@ async fn run_once<J: Job>(
 }
 
 /// Marks the thread as running a job while `run` is polled, so the panic hook knows a panic
-/// belongs to a job (and is recorded, not printed).
-struct InExecution<F>(Pin<Box<F>>);
+/// belongs to a job (and is recorded, not printed), and the watchdog sees how long each poll
+/// holds the thread.
+struct InExecution<'w, F> {
+    run: Pin<Box<F>>,
+    watched: Option<&'w Watched>,
+}
 
-impl<F: Future> Future for InExecution<F> {
+impl<F: Future> Future for InExecution<'_, F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _polling = Polling::start(self.watched);
+        self.run.as_mut().poll(cx)
+    }
+}
+
+/// One poll of a job's `run`; ends (on unwinding too) when dropped.
+struct Polling<'w> {
+    was: bool,
+    watched: Option<&'w Watched>,
+}
+
+impl<'w> Polling<'w> {
+    fn start(watched: Option<&'w Watched>) -> Self {
         let was = IN_EXECUTION.with(|c| c.replace(true));
-        let out = self.0.as_mut().poll(cx);
-        IN_EXECUTION.with(|c| c.set(was));
-        out
+        if let Some(w) = watched {
+            w.polling();
+        }
+        Self { was, watched }
+    }
+}
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.watched {
+            w.polled();
+        }
+        IN_EXECUTION.with(|c| c.set(self.was));
     }
 }

@@ -1,6 +1,6 @@
 //! The stream entries this worker holds: what the lease renewer renews.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
@@ -16,8 +16,9 @@ pub(crate) struct InFlight {
 
 #[derive(Debug, Default)]
 struct Sets {
-    parsed: HashSet<(u64, u64), BuildHasherDefault<IdHasher>>,
-    other: HashSet<String>,
+    /// Each id, and whether its outcome is being written (`true`) or it is simply held.
+    parsed: HashMap<(u64, u64), bool, BuildHasherDefault<IdHasher>>,
+    other: HashMap<String, bool>,
 }
 
 /// Ids come from Redis, not from an adversary, and are already well spread: a multiply-xor
@@ -48,10 +49,10 @@ impl InFlight {
         for id in ids {
             match parse_entry_id(id) {
                 Some(key) => {
-                    sets.parsed.insert(key);
+                    sets.parsed.insert(key, false);
                 }
                 None => {
-                    sets.other.insert(id.to_owned());
+                    sets.other.insert(id.to_owned(), false);
                 }
             }
         }
@@ -72,13 +73,40 @@ impl InFlight {
         }
     }
 
+    /// Marks the ids of a batch about to be settled, under one lock: their outcome is being
+    /// written (they are still renewed until it is). A renewal that finds one of them gone is
+    /// seeing that write, not a lost lease.
+    pub(crate) fn settling<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut sets = self.lock();
+        for id in ids {
+            let flag = match parse_entry_id(id) {
+                Some(key) => sets.parsed.get_mut(&key),
+                None => sets.other.get_mut(id),
+            };
+            if let Some(flag) = flag {
+                *flag = true;
+            }
+        }
+    }
+
+    /// Whether `id` is held and no outcome of it is being written: not settled, not settling,
+    /// its lease not found lost.
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        let sets = self.lock();
+        let settling = match parse_entry_id(id) {
+            Some(key) => sets.parsed.get(&key),
+            None => sets.other.get(id),
+        };
+        settling == Some(&false)
+    }
+
     /// Every id held, as Redis writes it.
     pub(crate) fn ids(&self) -> Vec<String> {
         let sets = self.lock();
         sets.parsed
-            .iter()
+            .keys()
             .map(|(ms, seq)| format!("{ms}-{seq}"))
-            .chain(sets.other.iter().cloned())
+            .chain(sets.other.keys().cloned())
             .collect()
     }
 
@@ -103,5 +131,10 @@ mod tests {
         let mut ids = f.ids();
         ids.sort();
         assert_eq!(ids, ["1700000000000-0", "not-an-id"]);
+        assert!(f.holds("1700000000000-0") && f.holds("not-an-id"));
+        assert!(!f.holds("1700000000000-17") && !f.holds("odd"));
+        f.settling(["1700000000000-0", "not-an-id"]);
+        assert!(!f.holds("1700000000000-0") && !f.holds("not-an-id"));
+        assert_eq!(f.ids().len(), 2, "still renewed while settling");
     }
 }

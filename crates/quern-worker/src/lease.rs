@@ -1,7 +1,10 @@
-//! Leases: renewing those of running jobs, and requeueing those that expired.
+//! Leases: renewing those of running jobs, requeueing those that expired, and telling whether a
+//! claimed job that has not started yet still holds its lease.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 use quern_core::{Broker, Shutdown};
 
@@ -17,6 +20,69 @@ pub(crate) struct Keeper<B: Broker> {
     pub consumer: String,
     pub in_flight: Arc<InFlight>,
     pub lease: Duration,
+    pub renewals: Arc<Renewals>,
+}
+
+/// When this worker last had every lease it holds on a queue confirmed (std time: compared
+/// across the worker's runtime and the executions' one).
+#[derive(Debug)]
+pub(crate) struct Renewals {
+    start: Instant,
+    /// Nanoseconds after `start` at which the ids of the latest round that kept every lease
+    /// were read; 0 before the first.
+    kept_all_at: AtomicU64,
+}
+
+impl Default for Renewals {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+            kept_all_at: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Renewals {
+    /// Every lease held at `read_at` (when the renewed ids were read) was renewed.
+    fn kept_all(&self, read_at: Instant) {
+        let at = read_at.saturating_duration_since(self.start).as_nanos() as u64;
+        self.kept_all_at.fetch_max(at.max(1), Relaxed);
+    }
+
+    fn last(&self) -> Option<Instant> {
+        match self.kept_all_at.load(Relaxed) {
+            0 => None,
+            n => Some(self.start + Duration::from_nanos(n)),
+        }
+    }
+
+    /// Whether a delivery claimed at `claimed_at` still holds its lease, so it may start. Its
+    /// lease runs from the claim, or from the last renewal round that kept every lease after the
+    /// claim, if the job was not found lost since (`in_flight` still holds it).
+    ///
+    /// The common case costs one clock read: the claim is less than a lease old. Only a delivery
+    /// that waited longer (its executions' runtime was blocked, or the process frozen) looks
+    /// further. While the worker's own runtime runs, renewals keep such a delivery's lease, and it
+    /// starts late but once; when they stopped too (a frozen process, the storage unreachable),
+    /// another worker may already run the job, and this copy must not start.
+    pub(crate) fn still_leased(
+        &self,
+        claimed_at: Instant,
+        lease: Duration,
+        in_flight: &InFlight,
+        entry_id: &str,
+    ) -> bool {
+        let now = Instant::now();
+        if now.saturating_duration_since(claimed_at) < lease {
+            return true;
+        }
+        match self.last() {
+            Some(at) if at > claimed_at && now.saturating_duration_since(at) < lease => {
+                in_flight.holds(entry_id)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl<B: Broker> Keeper<B> {
@@ -39,20 +105,27 @@ impl<B: Broker> Keeper<B> {
     /// One renewal round. A lease found lost is logged once and no longer renewed: its job was
     /// queued again, and this copy's outcome will change nothing when it is written.
     pub(crate) async fn renew_once(&self, reconnect: &mut Reconnect) -> Result<usize, ()> {
+        // Read before the ids: a delivery claimed before this instant is among them.
+        let read_at = Instant::now();
         let ids = self.in_flight.ids();
         if ids.is_empty() {
+            self.renewals.kept_all(read_at);
             return Ok(0);
         }
         match self.broker.renew(&self.queue, &self.consumer, &ids).await {
             Ok(kept) => {
                 reconnect.succeeded();
-                if kept.len() < ids.len() {
+                // Gone but settling or settled meanwhile: this worker's own write acked it.
+                let lost: Vec<&str> = if kept.len() < ids.len() {
                     let kept: std::collections::HashSet<&str> = kept.iter().map(String::as_str).collect();
-                    let lost: Vec<&str> = ids
-                        .iter()
+                    ids.iter()
                         .map(String::as_str)
-                        .filter(|id| !kept.contains(id))
-                        .collect();
+                        .filter(|id| !kept.contains(id) && self.in_flight.holds(id))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                if !lost.is_empty() {
                     tracing::warn!(
                         queue = &*self.name,
                         lost = lost.len(),
@@ -60,6 +133,8 @@ impl<B: Broker> Keeper<B> {
                         "leases expired before renewal; those jobs were queued again and may run twice"
                     );
                     self.in_flight.remove_all(lost);
+                } else {
+                    self.renewals.kept_all(read_at);
                 }
                 Ok(ids.len())
             }
@@ -112,7 +187,39 @@ mod tests {
             consumer: consumer.into(),
             in_flight: Arc::new(InFlight::default()),
             lease,
+            renewals: Arc::default(),
         }
+    }
+
+    #[test]
+    fn a_delivery_older_than_its_lease_starts_only_if_a_renewal_kept_it() {
+        let lease = Duration::from_secs(1);
+        let now = Instant::now();
+        let ago = |d: Duration| now.checked_sub(d).expect("the machine has been up a minute");
+        let renewals = Renewals {
+            start: ago(Duration::from_secs(60)),
+            kept_all_at: AtomicU64::new(0),
+        };
+        let in_flight = InFlight::default();
+        in_flight.insert_all(["1-0"]);
+        let leased = |claimed| renewals.still_leased(claimed, lease, &in_flight, "1-0");
+        assert!(leased(now), "just claimed");
+        let claimed = ago(lease * 3);
+        assert!(!leased(claimed), "three leases old, never renewed");
+        renewals.kept_all(ago(lease * 4));
+        assert!(!leased(claimed), "renewed before the claim: does not count");
+        renewals.kept_all(ago(lease * 2));
+        assert!(
+            !leased(claimed),
+            "renewed after the claim, but that lease ran out too"
+        );
+        renewals.kept_all(ago(lease / 2));
+        assert!(leased(claimed), "renewed since: still leased");
+        in_flight.remove_all(["1-0"]);
+        assert!(
+            !leased(claimed),
+            "found lost by a round since (no longer in flight): never starts"
+        );
     }
 
     #[tokio::test(start_paused = true)]

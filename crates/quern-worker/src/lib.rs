@@ -8,6 +8,7 @@
 //!   lifecycle model, to a settle op, an event and one log line.
 //! - [`middleware`] — tower layers around every execution.
 //! - `executor`: one execution: resources, timeout, panics, isolation. `panic`: the panic hook.
+//!   `watchdog`: notices a job that holds its thread, and says so once.
 //! - `settler`: writes results in batches. `lease`: renews leases, requeues expired ones.
 //!   `promoter`: moves delayed jobs and retries to the queue when due.
 //! - `cli` (feature `cli`, on by default) — the `run`, `stats`, `enqueue`, `dead` and `job`
@@ -27,6 +28,7 @@ mod pipeline;
 mod promoter;
 pub mod registry;
 mod settler;
+mod watchdog;
 pub mod worker;
 
 pub use quern_core::events::{Event, EventKind, Events};

@@ -64,6 +64,7 @@ impl<B: Broker> Settler<B> {
                 return;
             }
             if !batch.is_empty() {
+                self.in_flight.settling(batch.iter().map(Settle::entry_id));
                 if !self
                     .write(&batch, trim.delete_acked, &mut reconnect, &give_up)
                     .await

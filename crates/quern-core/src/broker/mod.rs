@@ -254,6 +254,16 @@ pub trait Broker: Clone + Send + Sync + 'static {
         crate::envelope::MAX_PAYLOAD_BYTES
     }
 
+    /// A handle of its own on the same storage, with connections opened by the calling task.
+    ///
+    /// A connection's I/O can be driven by the runtime that opened it (redis-rs's
+    /// `ConnectionManager` spawns its driver there): the worker reopens its broker on its own
+    /// runtime, so that a job blocking the caller's runtime cannot stall the worker's leases,
+    /// claims and settles. A broker without such connections returns a clone (the default).
+    fn reopen(&self) -> impl Future<Output = Result<Self, Self::Error>> + Send {
+        std::future::ready(Ok(self.clone()))
+    }
+
     /// Resolves a queue by name (refusing names that cannot be used).
     fn queue(&self, name: &str) -> Result<Self::Queue, Self::Error>;
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use quern_core::broker::{Broker, Delivery, Promoted, Settle, SettleOptions, TrimReport};
 use redis::aio::ConnectionManager;
 
+use crate::RedisConfig;
 use crate::error::StorageError;
 use crate::keys::{QueueKeys, validate_queue};
 use crate::resp::Reader;
@@ -19,6 +20,13 @@ impl Broker for Storage {
 
     fn describe(&self) -> String {
         Storage::describe(self)
+    }
+
+    /// Connects again with the same configuration and clock: the new connections (and their
+    /// driver tasks) belong to the runtime this runs on.
+    async fn reopen(&self) -> Result<Self, StorageError> {
+        let storage = Storage::connect(RedisConfig::clone(&self.config)).await?;
+        Ok(storage.with_clock(self.clock.clone()))
     }
 
     fn max_payload_bytes(&self) -> usize {

@@ -31,6 +31,22 @@ pub struct WorkerConfig {
     /// Turn it off if the application manages the panic hook itself: panics are still caught
     /// and recorded, without their location.
     pub capture_panics: bool,
+    /// Run the worker's own tasks — claiming, settling, renewing and requeueing leases,
+    /// promoting due jobs — on a runtime of their own, on a thread of their own, with their own
+    /// connections (default true). Jobs still run on the runtime that calls
+    /// [`Worker::run`](crate::Worker::run). A job that blocks its thread then cannot freeze the
+    /// worker: leases are kept, other jobs are claimed and their results written.
+    ///
+    /// `false` runs everything on the caller's runtime, as one task tree: for tests on paused
+    /// time (`tokio::time::pause`), which a runtime of its own does not follow. There, a job
+    /// that blocks a thread can stall the worker, its leases expire and its jobs run elsewhere.
+    pub own_runtime: bool,
+    /// How long one poll of a job's `run` may hold its thread before the worker logs it (once per
+    /// execution, with the job's id) and counts it in [`WorkerReport::blocked`](crate::WorkerReport);
+    /// `None` turns the watchdog off. Jobs with `Isolation::Runtime` have a thread of their own
+    /// and are not watched. The watchdog runs on the worker's own runtime (see
+    /// [`own_runtime`](Self::own_runtime)): without it, it may be blocked too.
+    pub watchdog: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -45,6 +61,8 @@ impl Default for WorkerConfig {
             dead_retention: DeadRetention::default(),
             consumer: default_consumer(),
             capture_panics: true,
+            own_runtime: true,
+            watchdog: Some(Duration::from_secs(1)),
         }
     }
 }

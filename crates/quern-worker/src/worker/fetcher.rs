@@ -2,6 +2,7 @@
 //! an execution for each.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use quern_core::{Broker, BrokerError, Delivery, Settle};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -10,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use super::{Shared, WorkerConfig};
 use crate::backoff::Reconnect;
 use crate::in_flight::InFlight;
+use crate::lease::Renewals;
 
 pub(crate) struct Fetcher<B: Broker> {
     pub broker: B,
@@ -21,6 +23,9 @@ pub(crate) struct Fetcher<B: Broker> {
     pub settle: mpsc::UnboundedSender<Settle>,
     pub shared: Arc<Shared>,
     pub executions: TaskTracker,
+    /// The runtime executions run on: the caller's (the fetcher runs on the worker's own).
+    pub runtime: tokio::runtime::Handle,
+    pub renewals: Arc<Renewals>,
 }
 
 impl<B: Broker> Fetcher<B> {
@@ -65,11 +70,12 @@ impl<B: Broker> Fetcher<B> {
                     reconnect.succeeded();
                     self.in_flight
                         .insert_all(deliveries.iter().map(|d| d.entry_id.as_str()));
-                    let claimed_at = tokio::time::Instant::now();
-                    for d in deliveries {
-                        let permit = permits.pop().expect("never more deliveries than permits");
-                        self.spawn(d, permit, claimed_at);
-                    }
+                    let claimed_at = Instant::now();
+                    let batch: Vec<_> = deliveries
+                        .into_iter()
+                        .map(|d| (d, permits.pop().expect("never more deliveries than permits")))
+                        .collect();
+                    self.start(batch, claimed_at);
                 }
                 Err(e) => {
                     if e.needs_prepare() && self.broker.prepare(&self.queue).await.is_ok() {
@@ -88,19 +94,60 @@ impl<B: Broker> Fetcher<B> {
         }
     }
 
-    fn spawn(&self, delivery: Delivery, permit: OwnedSemaphorePermit, claimed_at: tokio::time::Instant) {
+    /// Starts a claimed batch's executions on the executions' runtime. One task crosses over per
+    /// batch, and spawns the executions from there: a spawn from inside a runtime goes to its
+    /// thread's own queue, while one from outside takes a lock and may wake a thread each time
+    /// (measured on the `process` benchmark: each execution crossing over alone cost about 13%
+    /// of its throughput; one crossing per batch costs nothing measurable).
+    fn start(&self, batch: Vec<(Delivery, OwnedSemaphorePermit)>, claimed_at: Instant) {
+        let starter = Starter {
+            shared: self.shared.clone(),
+            queue: self.name.clone(),
+            settle: self.settle.clone(),
+            in_flight: self.in_flight.clone(),
+            renewals: self.renewals.clone(),
+            executions: self.executions.clone(),
+        };
+        self.executions.spawn_on(
+            async move {
+                for (delivery, permit) in batch {
+                    starter.spawn(delivery, permit, claimed_at);
+                }
+            },
+            &self.runtime,
+        );
+    }
+}
+
+/// What an execution needs from its fetcher, on the executions' runtime.
+struct Starter {
+    shared: Arc<Shared>,
+    queue: Arc<str>,
+    settle: mpsc::UnboundedSender<Settle>,
+    in_flight: Arc<InFlight>,
+    renewals: Arc<Renewals>,
+    executions: TaskTracker,
+}
+
+impl Starter {
+    /// Spawns one execution on the current runtime.
+    fn spawn(&self, delivery: Delivery, permit: OwnedSemaphorePermit, claimed_at: Instant) {
         let shared = self.shared.clone();
-        let queue = self.name.clone();
+        let queue = self.queue.clone();
         let tx = self.settle.clone();
         let in_flight = self.in_flight.clone();
-        self.executions.spawn(async move {
-            // A delivery that waited longer than its lease (the process was frozen or
-            // overloaded) has been, or is about to be, queued again by a reaper: running it now
-            // would run it twice at once.
-            if claimed_at.elapsed() >= shared.lease {
-                shared.counters.stale.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let renewals = self.renewals.clone();
+        let execution = async move {
+            // A delivery whose lease ran out before it could start (the process was frozen, or
+            // renewals failed) has been, or is about to be, queued again by a reaper: running it
+            // now would run it twice at once.
+            if !renewals.still_leased(claimed_at, shared.lease, &in_flight, &delivery.entry_id) {
+                shared
+                    .counters
+                    .stale
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(queue = &*queue, entry = %delivery.entry_id, waited_ms = claimed_at.elapsed().as_millis() as u64,
-                    "a claimed job waited past its lease before it could start; not run here (it runs again from its queue)");
+                    "a claimed job's lease ran out before it could start (no renewal kept it); not run here (it runs again from its queue)");
                 in_flight.remove_all([delivery.entry_id.as_str()]);
                 drop(permit);
                 return;
@@ -112,6 +159,7 @@ impl<B: Broker> Fetcher<B> {
                 // The settler outlives every execution; a send only fails if it panicked.
                 let _ = tx.send(op);
             }
-        });
+        };
+        self.executions.spawn(execution);
     }
 }

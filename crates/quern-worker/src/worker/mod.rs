@@ -4,7 +4,8 @@
 //! # Layout
 //! - `config` — [`WorkerConfig`].
 //! - `fetcher` — claims a queue's jobs as slots free up and starts their executions.
-//! - `run` — starts every component per queue, then the shutdown sequence.
+//! - `run` — starts the worker's own runtime and every component per queue on it, then the
+//!   shutdown sequence.
 //!
 //! The worker is generic over its [`Broker`] (Redis by default): every component talks to the
 //! trait, so the same worker runs on the in-memory broker in tests.
@@ -66,6 +67,9 @@ pub enum WorkerError {
     /// Nothing to do.
     #[error("no queues to work: register a job type or name a queue")]
     NoQueues,
+    /// The worker's own runtime (see [`WorkerConfig::own_runtime`]) could not be started.
+    #[error("the worker could not start its runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 impl WorkerError {
@@ -90,8 +94,11 @@ pub struct WorkerReport {
     pub dead: u64,
     /// Jobs given back to their queue at shutdown.
     pub released: u64,
-    /// Claimed jobs not started because they waited past their lease (another copy runs).
+    /// Claimed jobs not started because their lease ran out before they could (another copy
+    /// runs).
     pub stale: u64,
+    /// Executions the watchdog found holding their thread (see [`WorkerConfig::watchdog`]).
+    pub blocked: u64,
 }
 
 #[derive(Default)]

@@ -1,6 +1,10 @@
 //! Starting a worker's components for each queue, and the shutdown sequence: stop claiming, let
 //! running jobs finish within the grace period, cancel the rest, write every outcome, give back
 //! what did not finish.
+//!
+//! The components run on a runtime of the worker's own (one thread, its own connections), the
+//! executions on the caller's: a job that blocks its thread cannot stop leases from being
+//! renewed, jobs from being claimed, or results from being written.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,18 +12,84 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use quern_core::{Broker, ErrorChain, Shutdown};
+use tokio::runtime::{Handle, Runtime};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::fetcher::Fetcher;
 use super::{Counters, Shared, Worker, WorkerError, WorkerReport};
 use crate::executor::Limits;
 use crate::in_flight::InFlight;
 use crate::settler::Settler;
+use crate::watchdog::Watchdog;
 use crate::{lease, promoter};
 
 pub(super) async fn run<B: Broker>(
     worker: Worker<B>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<WorkerReport, WorkerError> {
+    // Jobs run where the caller expects them: on its runtime.
+    let executions = Handle::current();
+    if !worker.config.own_runtime {
+        return components(worker, executions, shutdown).await;
+    }
+    let runtime = OwnRuntime::start()?;
+    let stop = Shutdown::new();
+    let mut started = runtime.handle().spawn(
+        components(worker, executions, super::shutdown_from(&stop)).instrument(tracing::Span::current()),
+    );
+    // `shutdown` is the caller's, maybe tied to its runtime (a signal handler): awaited here.
+    let ended = tokio::select! {
+        ended = &mut started => ended,
+        () = shutdown => {
+            stop.trigger();
+            started.await
+        }
+    };
+    drop(runtime);
+    match ended {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("the worker's runtime stopped under it: {e}"),
+    }
+}
+
+/// The worker's own runtime; shut down without waiting when dropped, which is allowed in async
+/// code (dropping a `Runtime` there panics). Everything on it has ended by then, unless the
+/// caller dropped `Worker::run` midway: its tasks are then dropped with it.
+struct OwnRuntime(Option<Runtime>);
+
+impl OwnRuntime {
+    fn start() -> Result<Self, WorkerError> {
+        // One thread: the components only wait on the network and hand work over; decoding and
+        // deciding each job's fate happen in its execution, on the caller's runtime.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("quern-worker")
+            .enable_all()
+            .build()
+            .map_err(WorkerError::Runtime)?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> &Handle {
+        self.0.as_ref().expect("present until dropped").handle()
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Every component, on the current runtime, until `shutdown`; executions on `executions`.
+async fn components<B: Broker>(
+    worker: Worker<B>,
+    executions_on: Handle,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<WorkerReport, WorkerError> {
     if worker.config.capture_panics {
@@ -33,8 +103,9 @@ pub(super) async fn run<B: Broker>(
     if names.is_empty() {
         return Err(WorkerError::NoQueues);
     }
+    // Connections of this runtime's own: their I/O must not wait on the caller's runtime.
+    let broker = worker.broker.reopen().await.map_err(WorkerError::broker)?;
     let config = Arc::new(worker.config);
-    let broker = worker.broker;
     broker.check_server().await;
     let mut queues = Vec::new();
     for name in &names {
@@ -50,11 +121,13 @@ pub(super) async fn run<B: Broker>(
     let background_stop = Shutdown::new(); // renewers, reapers, promoters
     let semaphore = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let executions = TaskTracker::new();
+    let watchdog = Arc::new(Watchdog::new(config.watchdog));
     let shared = Arc::new(Shared {
         registry: worker.registry,
         extensions: Arc::new(worker.extensions),
         limits: Limits {
             hard_stop: hard_stop.clone(),
+            watchdog: watchdog.clone(),
         },
         counters: Counters::default(),
         max_payload: broker.max_payload_bytes(),
@@ -69,8 +142,10 @@ pub(super) async fn run<B: Broker>(
     let mut settlers = Vec::new();
     let mut background = Vec::new();
     let settle_give_up = Shutdown::new();
+    background.push(tokio::spawn(watchdog.clone().run(background_stop.clone())));
     for (name, q) in &queues {
         let in_flight = Arc::new(InFlight::default());
+        let renewals = Arc::new(lease::Renewals::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let settler = Settler {
             broker: broker.clone(),
@@ -88,6 +163,7 @@ pub(super) async fn run<B: Broker>(
             consumer: config.consumer.clone(),
             in_flight: in_flight.clone(),
             lease: config.lease,
+            renewals: renewals.clone(),
         };
         background.push(tokio::spawn(keeper.clone().renew(background_stop.clone())));
         background.push(tokio::spawn(keeper.reap(background_stop.clone())));
@@ -110,6 +186,8 @@ pub(super) async fn run<B: Broker>(
             settle: tx,
             shared: shared.clone(),
             executions: executions.clone(),
+            runtime: executions_on.clone(),
+            renewals,
         };
         fetchers.push(tokio::spawn(fetcher.run()));
     }
@@ -166,6 +244,7 @@ pub(super) async fn run<B: Broker>(
         dead: c.dead.load(Relaxed),
         released,
         stale: c.stale.load(Relaxed),
+        blocked: watchdog.blocked(),
     };
     tracing::info!(?report, "worker stopped");
     Ok(report)
@@ -224,7 +303,11 @@ mod tests {
         let worker = Worker::new(broker.clone(), Registry::new().register::<Flaky>())
             .clock(manual.clock())
             .events(events)
-            .configure(|c| c.block = Duration::from_millis(100));
+            // Paused time: a runtime of the worker's own would not follow it.
+            .configure(|c| {
+                c.block = Duration::from_millis(100);
+                c.own_runtime = false;
+            });
         let stop = Shutdown::new();
         let running = tokio::spawn(worker.run(super::super::shutdown_from(&stop)));
         let q = broker.queue("flaky").unwrap();
