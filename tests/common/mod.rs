@@ -94,7 +94,8 @@ pub async fn runs(url: &str, key: &str) -> std::collections::HashMap<u64, u64> {
 
 /// Starts `examples/worker.rs` as a separate process working `queue` under `prefix`, with a 1 s
 /// lease (so killed workers' jobs come back fast). Its log level comes from `WORKER_LOG`
-/// (default `warn`), its log goes to the test's stderr.
+/// (default `error`: the planned failures and kills of these tests would flood the output), its
+/// log goes to the test's stderr.
 pub fn spawn_worker(
     url: &str,
     prefix: &str,
@@ -119,7 +120,7 @@ pub fn spawn_worker(
         .env("REDIS_URL", url)
         .env(
             "RUST_LOG",
-            std::env::var("WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+            std::env::var("WORKER_LOG").unwrap_or_else(|_| "error".into()),
         )
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
