@@ -41,6 +41,15 @@ mod trim;
 pub use crate::resp::Reader;
 pub use health::{NOEVICTION, ServerHealth};
 
+/// The environment variable holding the Redis URL.
+pub const ENV_REDIS_URL: &str = "REDIS_URL";
+/// The environment variable holding the key prefix.
+pub const ENV_PREFIX: &str = "QUERN_PREFIX";
+/// The Redis URL when none is given.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+/// The key prefix when none is given.
+pub const DEFAULT_PREFIX: &str = "quern";
+
 /// How Quern talks to Redis.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -62,16 +71,28 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            prefix: "quern".into(),
+            prefix: DEFAULT_PREFIX.into(),
             max_payload_bytes: quern_core::MAX_PAYLOAD_BYTES,
             response_timeout: Duration::from_secs(5),
             connection_timeout: Duration::from_secs(5),
         }
     }
 
-    /// `REDIS_URL`, or `redis://127.0.0.1:6379`.
+    /// The settings every entry point reads — this, the CLI (`--redis-url`, `--prefix`) and the
+    /// examples — from the same variables: [`ENV_REDIS_URL`] (default [`DEFAULT_URL`]) and
+    /// [`ENV_PREFIX`] (default [`DEFAULT_PREFIX`]). A producer and a worker started in the same
+    /// environment therefore always meet on the same keys.
     pub fn from_env() -> Self {
-        Self::new(std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()))
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) with the variables read through `lookup` (for tests, or a
+    /// configuration source of the application's own). Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let url = get(ENV_REDIS_URL).unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let prefix = get(ENV_PREFIX).unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
+        Self::new(url).prefix(prefix)
     }
 
     /// Sets the key prefix.
@@ -268,4 +289,29 @@ pub(crate) fn script_cmd(
     cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
     args(&mut cmd);
     pipe.add_command(cmd).ignore();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_gives_the_url_and_the_prefix() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let c = RedisConfig::from_lookup(env(&[("REDIS_URL", "redis://h:1"), ("QUERN_PREFIX", "app")]));
+        assert_eq!((c.url.as_str(), c.prefix.as_str()), ("redis://h:1", "app"));
+        let c = RedisConfig::from_lookup(env(&[("QUERN_PREFIX", "")]));
+        assert_eq!(
+            (c.url.as_str(), c.prefix.as_str()),
+            (DEFAULT_URL, DEFAULT_PREFIX),
+            "empty is unset"
+        );
+    }
 }

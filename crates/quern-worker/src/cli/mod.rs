@@ -23,6 +23,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use quern_core::ErrorChain;
+use quern_redis::storage::{DEFAULT_PREFIX, DEFAULT_URL, ENV_PREFIX, ENV_REDIS_URL};
 use quern_redis::{Inspector, RedisConfig, Storage, StorageError};
 
 use crate::{Registry, Worker};
@@ -41,15 +42,11 @@ pub use format::format_ms;
 #[command(version, about = "Quern: Redis-backed background jobs", long_about = None)]
 pub struct Cli {
     /// Redis URL, e.g. redis://:password@host:6379/0.
-    #[arg(
-        long,
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        global = true
-    )]
+    /// (The same variables and defaults as `RedisConfig::from_env`.)
+    #[arg(long, env = ENV_REDIS_URL, default_value = DEFAULT_URL, global = true)]
     pub redis_url: String,
     /// Prefix of every Redis key Quern writes.
-    #[arg(long, env = "QUERN_PREFIX", default_value = "quern", global = true)]
+    #[arg(long, env = ENV_PREFIX, default_value = DEFAULT_PREFIX, global = true)]
     pub prefix: String,
     /// What to do.
     #[command(subcommand)]
