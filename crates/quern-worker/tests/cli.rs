@@ -103,7 +103,7 @@ async fn admin_commands_show_and_act_on_dead_jobs() {
     );
 
     let out = quern(&url, &prefix, &["job", "show", &second]);
-    assert!(stdout(&out).contains("state:  dead"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("state:    dead"), "{}", stdout(&out));
 
     let out = quern(&url, &prefix, &["dead", "retry", &first]);
     assert!(
@@ -114,7 +114,7 @@ async fn admin_commands_show_and_act_on_dead_jobs() {
     let stats = storage.stats(&keys).await.unwrap();
     assert_eq!((stats.pending, stats.dead), (1, 2));
     let out = quern(&url, &prefix, &["job", "show", &first]);
-    assert!(stdout(&out).contains("state:  pending"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("state:    pending"), "{}", stdout(&out));
     // A fresh set of attempts: `attempt` is absent, which means 1.
     assert!(!stdout(&out).contains(r#""attempt":"#), "{}", stdout(&out));
 
@@ -198,4 +198,31 @@ fn an_unreachable_redis_is_named_with_its_password_redacted() {
         "{err}"
     );
     assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// `quern stats | head -0`: the reader is gone before the first line; the command ends quietly.
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    let url = test_support::redis_url();
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_quern"))
+        .args([
+            "--redis-url",
+            &url,
+            "--prefix",
+            &test_support::unique_name("qt_pipe"),
+            "stats",
+        ])
+        .env("RUST_LOG", "error")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run quern");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked"),
+        "no panic on a closed pipe: {stderr}"
+    );
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
 }

@@ -17,9 +17,13 @@ pub(super) async fn dead(inspector: &Inspector, cmd: DeadCommand) -> Result<Exit
     };
     match cmd {
         DeadCommand::List { queue, limit } => {
-            println!(
+            out!(
                 "{:<38} {:<20} {:<16} {:<24} {:<20} message",
-                "id", "job", "queue", "died at", "reason"
+                "id",
+                "job",
+                "queue",
+                "died at",
+                "reason"
             );
             for q in queues(queue).await? {
                 for d in inspector.dead_jobs(&q, limit).await? {
@@ -36,17 +40,17 @@ pub(super) async fn dead(inspector: &Inspector, cmd: DeadCommand) -> Result<Exit
                         _ => Default::default(),
                     };
                     let message: String = message.chars().take(100).collect();
-                    println!("{:<38} {job:<20} {q:<16} {died:<24} {reason:<20} {message}", d.id);
+                    out!("{:<38} {job:<20} {q:<16} {died:<24} {reason:<20} {message}", d.id);
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         DeadCommand::Show { id, queue } => match inspector.dead_job(&id, queue.as_deref()).await? {
             Some(d) => {
-                println!("id:       {id}\nqueue:    {}", d.queue);
+                out!("id:       {id}\nqueue:    {}", d.queue);
                 match &d.record {
                     StoredRecord::Parsed(r) => print_record(r),
-                    StoredRecord::Unparsed(text) => println!("record: {text}"),
+                    StoredRecord::Unparsed(text) => out!("record: {text}"),
                     _ => {}
                 }
                 Ok(ExitCode::SUCCESS)
@@ -60,7 +64,7 @@ pub(super) async fn dead(inspector: &Inspector, cmd: DeadCommand) -> Result<Exit
             id: Some(id), queue, ..
         } => match inspector.retry_dead(&id, queue.as_deref()).await? {
             RetryDead::Queued { queue } => {
-                println!("{id} is back in queue {queue}");
+                out!("{id} is back in queue {queue}");
                 Ok(ExitCode::SUCCESS)
             }
             RetryDead::NotDead => {
@@ -80,7 +84,7 @@ pub(super) async fn dead(inspector: &Inspector, cmd: DeadCommand) -> Result<Exit
                 revived += r.revived;
                 refused += r.refused;
             }
-            println!("{revived} job(s) back in their queues; {refused} refused");
+            out!("{revived} job(s) back in their queues; {refused} refused");
             Ok(if refused == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -89,7 +93,7 @@ pub(super) async fn dead(inspector: &Inspector, cmd: DeadCommand) -> Result<Exit
         }
         DeadCommand::Delete { id, queue } => {
             if inspector.delete_dead(&id, queue.as_deref()).await? {
-                println!("deleted {id}");
+                out!("deleted {id}");
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("no dead job with id {id:?}");
@@ -98,7 +102,7 @@ pub(super) async fn dead(inspector: &Inspector, cmd: DeadCommand) -> Result<Exit
         }
         DeadCommand::Purge { queue } => {
             let total = inspector.purge_dead(queue.as_deref()).await?;
-            println!("purged {total} dead job(s)");
+            out!("purged {total} dead job(s)");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -22,7 +22,7 @@ pub(super) async fn enqueue(
     let producer = Producer::new(storage);
     match producer.enqueue_json(&queue, &job, &json, at).await {
         Ok(id) => {
-            println!("{id}");
+            out!("{id}");
             Ok(ExitCode::SUCCESS)
         }
         Err(StorageError::Payload(e)) => {

@@ -4,34 +4,37 @@ use quern_redis::DeadRecord;
 
 /// Prints everything kept about a dead job.
 pub(super) fn print_record(r: &DeadRecord) {
-    println!("job:      {}", r.job.as_deref().unwrap_or("(unknown)"));
-    println!("reason:   {}", r.reason.describe());
-    println!("died at:  {}", format_ms(r.died_at));
-    println!("attempt:  {}", r.attempt);
-    println!("message:  {}", r.message);
+    out!("job:      {}", r.job.as_deref().unwrap_or("(unknown)"));
+    out!("reason:   {}", r.reason.describe());
+    out!("died at:  {}", format_ms(r.died_at));
+    out!("attempt:  {}", r.attempt);
+    out!("message:  {}", r.message);
     if let Some(d) = &r.decode {
-        println!("decode:   {:?} error: {}", d.kind, d.message);
+        out!("decode:   {:?} error: {}", d.kind, d.message);
         if let Some(p) = &d.path {
-            println!("  path:   {p}");
+            out!("  path:   {p}");
         }
-        println!(
+        out!(
             "  at:     line {} column {} (byte {} of {})",
-            d.line, d.column, d.offset, d.size
+            d.line,
+            d.column,
+            d.offset,
+            d.size
         );
-        println!("  around: {}", d.window);
+        out!("  around: {}", d.window);
     }
     if !r.failures.is_empty() {
-        println!("failures:");
+        out!("failures:");
         for f in &r.failures {
-            println!("  attempt {} at {} ({}):", f.attempt, format_ms(f.at), f.kind);
+            out!("  attempt {} at {} ({}):", f.attempt, format_ms(f.at), f.kind);
             for (i, m) in f.chain.iter().enumerate() {
-                println!("    {}{m}", if i == 0 { "" } else { "caused by: " });
+                out!("    {}{m}", if i == 0 { "" } else { "caused by: " });
             }
         }
     }
     match (&r.envelope, &r.raw_hex) {
-        (Some(e), _) => println!("stored:   {e}"),
-        (None, Some(h)) => println!("stored (hex, not UTF-8): {h}"),
+        (Some(e), _) => out!("stored:   {e}"),
+        (None, Some(h)) => out!("stored (hex, not UTF-8): {h}"),
         _ => {}
     }
 }

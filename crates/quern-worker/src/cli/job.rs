@@ -13,19 +13,25 @@ pub(super) async fn show(
 ) -> Result<ExitCode, StorageError> {
     match inspector.find_job(&id, queue.as_deref()).await? {
         Some(job) => {
-            println!("id:     {}\nqueue:  {}\nstate:  {}", job.id, job.queue, job.state);
+            out!(
+                "id:       {}\nqueue:    {}\nstate:    {}",
+                job.id,
+                job.queue,
+                job.state
+            );
             if let Some(due) = job.due_ms {
-                println!("due:    {}", format_ms(due));
+                out!("due:      {}", format_ms(due));
             }
             if let Some(lease) = &job.lease {
-                println!(
-                    "worker: {} (lease renewed {} ms ago)",
-                    lease.worker, lease.idle_ms
+                out!(
+                    "worker:   {} (lease renewed {} ms ago)",
+                    lease.worker,
+                    lease.idle_ms
                 );
             }
             match (&job.dead, &job.envelope) {
                 (Some(record), _) => print_record(record),
-                (None, Some(env)) => println!("job:    {env}"),
+                (None, Some(env)) => out!("stored:   {env}"),
                 (None, None) => {}
             }
             Ok(ExitCode::SUCCESS)

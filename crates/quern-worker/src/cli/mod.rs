@@ -28,6 +28,22 @@ use quern_redis::{Inspector, RedisConfig, Storage, StorageError};
 
 use crate::{Registry, Worker};
 
+/// `println!` for command output that ends quietly when stdout is a closed pipe
+/// (`quern job show <id> | head -1`), instead of panicking on `Broken pipe`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                // The reader has what it wanted: stop, as Unix tools do on SIGPIPE.
+                std::process::exit(0);
+            }
+            panic!("writing the command's output failed: {e}");
+        }
+    }};
+}
+
 mod dead;
 mod enqueue;
 mod format;

@@ -21,22 +21,36 @@ pub(super) async fn stats(
     let server = inspector.server_health().await;
     if json {
         let out = serde_json::json!({ "queues": all, "server": server });
-        println!("{}", serde_json::to_string_pretty(&out).expect("stats serialize"));
+        out!("{}", serde_json::to_string_pretty(&out).expect("stats serialize"));
     } else {
-        println!(
+        out!(
             "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}",
-            "queue", "pending", "running", "scheduled", "retrying", "dead", "completed", "failed"
+            "queue",
+            "pending",
+            "running",
+            "scheduled",
+            "retrying",
+            "dead",
+            "completed",
+            "failed"
         );
         for s in &all {
-            println!(
+            out!(
                 "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}",
-                s.queue, s.pending, s.running, s.scheduled, s.retrying, s.dead, s.completed, s.failed
+                s.queue,
+                s.pending,
+                s.running,
+                s.scheduled,
+                s.retrying,
+                s.dead,
+                s.completed,
+                s.failed
             );
         }
         if all.is_empty() {
-            println!("(no queues yet)");
+            out!("(no queues yet)");
         }
-        println!("{}", server.summary());
+        out!("{}", server.summary());
     }
     Ok(ExitCode::SUCCESS)
 }
