@@ -9,10 +9,7 @@ use crate::keys::InvalidQueueName;
 #[non_exhaustive]
 pub enum StorageError {
     /// Redis could not be reached at all.
-    #[error(
-        "cannot connect to Redis at {url}; start one (for example `redis-server --port 6379`) or \
-         point REDIS_URL / --redis-url at a running server"
-    )]
+    #[error("cannot connect to Redis at {url}: {}", connect_advice(source))]
     Connect {
         /// The URL, password redacted.
         url: String,
@@ -21,7 +18,7 @@ pub enum StorageError {
         source: redis::RedisError,
     },
     /// A command failed (connection dropped, timeout, or an error reply).
-    #[error("Redis command failed ({context})")]
+    #[error("Redis command failed ({context}){}", code_advice(code.as_deref()))]
     Redis {
         /// What Quern was doing.
         context: &'static str,
@@ -135,5 +132,76 @@ impl quern_core::BrokerError for StorageError {
     /// deleted the stream): [`Broker::prepare`](quern_core::Broker::prepare) creates it again.
     fn needs_prepare(&self) -> bool {
         self.code() == Some("NOGROUP")
+    }
+}
+
+/// What to do about a connection that failed, from what failed (never from the URL: it may hold
+/// a password).
+fn connect_advice(e: &redis::RedisError) -> &'static str {
+    if e.kind() == redis::ErrorKind::InvalidClientConfig {
+        "the URL does not parse: it must look like redis://[user[:password]@]host[:port][/db] \
+         (rediss:// for TLS; percent-encode `#`, `/`, `?`, `@` and `:` in a password)"
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed || e.code() == Some("WRONGPASS") {
+        "the server refused the user name or password"
+    } else if e.code() == Some("NOAUTH") {
+        "the server needs a password: put it in the URL, as redis://:PASSWORD@host:port"
+    } else if e.is_connection_refusal() {
+        "nothing listens there: start a server (for example `redis-server --port 6379`) or point \
+         REDIS_URL / --redis-url at a running one"
+    } else if e.is_timeout() {
+        "no answer in time: a wrong host or a firewall, or a server that expects TLS \
+         (use rediss://) or plain TCP (use redis://)"
+    } else {
+        "point REDIS_URL / --redis-url at a running server"
+    }
+}
+
+/// What an error reply asks the operator to do, for the codes that are about configuration.
+fn code_advice(code: Option<&str>) -> &'static str {
+    match code {
+        Some("NOAUTH") => ": the server needs a password: put it in the URL, as redis://:PASSWORD@host:port",
+        Some("WRONGPASS") => ": the server refused the user name or password",
+        Some("NOPERM") => {
+            ": the Redis user lacks a permission Quern needs (see docs/security.md for the ACL rules)"
+        }
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connect(source: redis::RedisError) -> String {
+        StorageError::Connect {
+            url: "redis://:***@db:6379".into(),
+            source,
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_connection_error_says_what_is_wrong_and_what_to_do() {
+        let bad_url =
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "Redis URL did not parse"));
+        assert!(connect(bad_url).contains("the URL does not parse"));
+        let refused = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(connect(refused).contains("nothing listens there"));
+        let timeout = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(connect(timeout).contains("no answer in time"));
+        let auth = redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "invalid password"));
+        assert!(connect(auth).contains("refused the user name or password"));
+        for (code, advice) in [
+            ("NOAUTH", "needs a password"),
+            ("WRONGPASS", "refused"),
+            ("NOPERM", "docs/security.md"),
+        ] {
+            let e = StorageError::Redis {
+                context: "listing queues",
+                source: redis::RedisError::from((redis::ErrorKind::Io, "x")),
+                code: Some(code.into()),
+            };
+            assert!(e.to_string().contains(advice), "{code}: {e}");
+        }
     }
 }
