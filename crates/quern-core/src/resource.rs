@@ -57,6 +57,15 @@ pub trait Resource: Sized + Send + 'static {
 
     /// Disposes of it once the execution has ended with `outcome`.
     fn release(self, outcome: Outcome) -> impl Future<Output = ()> + Send;
+
+    /// Whether the worker's configuration lets this resource be acquired at all (a database it
+    /// would connect to, say), checked once when a worker that runs jobs needing it starts: an
+    /// error there stops the worker with its message, instead of failing every such job until
+    /// it is dead. Touches no network. The default accepts any configuration.
+    fn check(extensions: &Extensions) -> Result<(), String> {
+        let _ = extensions;
+        Ok(())
+    }
 }
 
 impl Resource for () {
@@ -80,6 +89,11 @@ macro_rules! tuple_resource {
             async fn release(self, outcome: Outcome) {
                 let ($($name,)+) = self;
                 $($name.release(outcome).await;)+
+            }
+
+            fn check(extensions: &Extensions) -> Result<(), String> {
+                $($name::check(extensions)?;)+
+                Ok(())
             }
         }
     };

@@ -256,6 +256,23 @@ impl Resource for IsolatedPg {
         Ok(Self::with_settings(settings, cx.job))
     }
 
+    /// A database to connect to must be configured: a [`PgConfig`] extension with a URL, or
+    /// `DATABASE_URL`.
+    fn check(extensions: &quern_core::Extensions) -> Result<(), String> {
+        let settings = match extensions.get::<PgConfig>() {
+            Some(config) => config.settings(),
+            None => PgConfig::default_settings(),
+        };
+        match settings.url {
+            Some(_) => Ok(()),
+            None => Err(
+                "it declares `IsolatedPg` and no database is configured: set DATABASE_URL, \
+                 or give the worker `.extension(PgConfig::new().database_url(..))`"
+                    .to_owned(),
+            ),
+        }
+    }
+
     /// Closes the pool if `get` built one. Releasing an unused one allocates nothing: the debug
     /// event's fields are only evaluated when a subscriber wants it.
     async fn release(mut self, outcome: Outcome) {

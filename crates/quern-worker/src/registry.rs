@@ -14,6 +14,8 @@ use crate::executor::{self, Limits};
 /// Prepares one execution of a registered job type from its raw payload.
 pub(crate) trait Handler: Send + Sync {
     fn options(&self) -> &JobOptions;
+    /// Whether the worker's configuration lets this job's resources be acquired.
+    fn check(&self, ext: &Extensions) -> Result<(), String>;
     /// Decodes `payload` now (so the caller need not copy it) and returns the execution, not
     /// yet started.
     fn prepare(
@@ -33,6 +35,10 @@ struct Typed<J: Job> {
 impl<J: Job> Handler for Typed<J> {
     fn options(&self) -> &JobOptions {
         &self.options
+    }
+
+    fn check(&self, ext: &Extensions) -> Result<(), String> {
+        <J::Resources as quern_core::Resource>::check(ext)
     }
 
     fn prepare(
@@ -128,6 +134,18 @@ impl Registry {
         v.sort();
         v.dedup();
         v
+    }
+
+    /// Why the jobs of `queues` could not run with `ext`: one line per job type that cannot.
+    pub(crate) fn check(&self, queues: &[String], ext: &Extensions) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .handlers
+            .iter()
+            .filter(|(_, h)| queues.iter().any(|q| *q == *h.options().queue))
+            .filter_map(|(name, h)| h.check(ext).err().map(|why| format!("job type {name:?}: {why}")))
+            .collect();
+        problems.sort();
+        problems
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<dyn Handler>> {

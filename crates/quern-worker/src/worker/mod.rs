@@ -67,6 +67,9 @@ pub enum WorkerError {
     /// Nothing to do.
     #[error("no queues to work: register a job type or name a queue")]
     NoQueues,
+    /// Jobs this worker would run cannot get their resources with its configuration.
+    #[error("the worker cannot run some of its jobs: {}", .0.join("; "))]
+    Misconfigured(Vec<String>),
     /// The worker's own runtime (see [`WorkerConfig::own_runtime`]) could not be started.
     #[error("the worker could not start its runtime")]
     Runtime(#[source] std::io::Error),

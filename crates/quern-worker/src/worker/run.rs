@@ -103,6 +103,11 @@ async fn components<B: Broker>(
     if names.is_empty() {
         return Err(WorkerError::NoQueues);
     }
+    // Said now, once, rather than by every such job failing until it is dead.
+    let problems = worker.registry.check(&names, &worker.extensions);
+    if !problems.is_empty() {
+        return Err(WorkerError::Misconfigured(problems));
+    }
     // Connections of this runtime's own: their I/O must not wait on the caller's runtime.
     let broker = worker.broker.reopen().await.map_err(WorkerError::broker)?;
     let config = Arc::new(worker.config);
