@@ -127,7 +127,20 @@ async fn admin_commands_show_and_act_on_dead_jobs() {
         stderr(&out)
     );
 
+    // Without --yes, purge only says what it would delete, and deletes nothing.
     let out = quern(&url, &prefix, &["dead", "purge"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("would delete 1 dead job(s) of every queue"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        storage.stats(&keys).await.unwrap().dead,
+        1,
+        "nothing deleted without --yes"
+    );
+    let out = quern(&url, &prefix, &["dead", "purge", "--yes"]);
     assert!(stdout(&out).contains("purged 1 dead job(s)"), "{}", stdout(&out));
     let out = quern(&url, &prefix, &["job", "show", &third]);
     assert!(!out.status.success());

@@ -100,7 +100,18 @@ pub(super) async fn dead(inspector: &Inspector, cmd: DeadCommand) -> Result<Exit
                 Ok(ExitCode::FAILURE)
             }
         }
-        DeadCommand::Purge { queue } => {
+        DeadCommand::Purge { queue, yes: false } => {
+            let mut total = 0;
+            for q in queues(queue.clone()).await? {
+                total += inspector.stats(&q).await?.dead;
+            }
+            let scope = queue.map_or_else(|| "every queue".to_owned(), |q| format!("queue {q}"));
+            eprintln!(
+                "this would delete {total} dead job(s) of {scope}, for good; run again with --yes to do it"
+            );
+            Ok(ExitCode::from(2))
+        }
+        DeadCommand::Purge { queue, yes: true } => {
             let total = inspector.purge_dead(queue.as_deref()).await?;
             out!("purged {total} dead job(s)");
             Ok(ExitCode::SUCCESS)

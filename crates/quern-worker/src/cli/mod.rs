@@ -168,6 +168,9 @@ pub enum DeadCommand {
         /// Only this queue.
         #[arg(long, short)]
         queue: Option<String>,
+        /// Really delete them (without it, only says how many would go).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
