@@ -9,9 +9,10 @@
 //! debug or finer goes to one buffer, and every text is searched for every secret and for
 //! fragments of it (a password cut at a space or a `#` leaks its halves).
 
+mod common;
+
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use quern_core::{Backoff, Job, JobContext, JobError, JobOptions};
@@ -274,46 +275,6 @@ fn a_worker_through_a_redis_restart_logs_no_password() {
 // IsolatedPg
 // ---------------------------------------------------------------------------------------------
 
-/// Every in-process log line of this test binary (debug and finer, `log` records included).
-fn logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = Captured(Arc::clone(&buffer));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-            .with_ansi(false)
-            .with_writer(writer)
-            .try_init();
-        buffer
-    })
-}
-
-fn logged() -> String {
-    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
-}
-
-/// A `MakeWriter` appending to the shared buffer.
-#[derive(Clone)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 /// Connects to the database of its worker's `PgConfig`.
 #[derive(Serialize, Deserialize)]
 struct Login {}
@@ -370,7 +331,7 @@ async fn login_through_worker(storage: &Storage, queue: &str, database_url: &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_postgres_login_leaves_no_password_in_logs_records_or_cli() {
-    logs();
+    common::capture_logs_at("trace");
     let pg = tokio::task::spawn_blocking(|| {
         let pg = PgServer::start();
         pg.add_password_role("app", PG_PW);
@@ -466,7 +427,7 @@ async fn a_refused_postgres_login_leaves_no_password_in_logs_records_or_cli() {
         }
     }
 
-    let logs = logged();
+    let logs = common::logged();
     assert!(logs.contains(refused), "the refusals were logged:\n{logs}");
     assert_clean("the logs", &logs);
     for queue in ["right"].into_iter().chain(cases.iter().map(|c| c.0)) {

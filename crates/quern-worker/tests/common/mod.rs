@@ -8,12 +8,17 @@ use std::time::{Duration, Instant};
 
 /// Every in-process log line of this test binary at INFO and above, once [`logged`] was called.
 fn logs() -> &'static Mutex<Vec<u8>> {
+    logs_at("info")
+}
+
+/// Like [`logs`], at `filter` (an `EnvFilter` directive) when it is the first call.
+fn logs_at(filter: &str) -> &'static Mutex<Vec<u8>> {
     static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = Captured(Arc::clone(&buffer));
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_ansi(false)
             .with_writer(writer)
             .try_init();
@@ -24,6 +29,11 @@ fn logs() -> &'static Mutex<Vec<u8>> {
 /// Starts capturing (call it first thing in a test).
 pub fn capture_logs() {
     let _ = logs();
+}
+
+/// Starts capturing every level down to `filter` (`"trace"` for everything).
+pub fn capture_logs_at(filter: &str) {
+    let _ = logs_at(filter);
 }
 
 /// What was logged so far.
