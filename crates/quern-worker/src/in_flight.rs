@@ -5,6 +5,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use quern_redis::keys::parse_entry_id;
+use tokio_util::sync::CancellationToken;
 
 /// Entry ids as `(ms, seq)` pairs: Redis writes every stream id as `<ms>-<seq>`, so tracking them
 /// needs neither a copy of the string nor hashing text. An id that does not parse (no Redis
@@ -17,8 +18,30 @@ pub(crate) struct InFlight {
 #[derive(Debug, Default)]
 struct Sets {
     /// Each id, and whether its outcome is being written (`true`) or it is simply held.
-    parsed: HashMap<(u64, u64), bool, BuildHasherDefault<IdHasher>>,
-    other: HashMap<String, bool>,
+    parsed: HashMap<(u64, u64), Slot, BuildHasherDefault<IdHasher>>,
+    other: HashMap<String, Slot>,
+}
+
+/// One held entry.
+#[derive(Debug)]
+struct Slot {
+    /// Whether its outcome is being written.
+    settling: bool,
+    /// Fired when the job is cancelled while it runs; its execution's context holds a clone.
+    cancel: CancellationToken,
+}
+
+impl Slot {
+    fn new() -> (Self, CancellationToken) {
+        let cancel = CancellationToken::new();
+        (
+            Slot {
+                settling: false,
+                cancel: cancel.clone(),
+            },
+            cancel,
+        )
+    }
 }
 
 /// Ids come from Redis, not from an adversary, and are already well spread: a multiply-xor
@@ -43,18 +66,41 @@ impl Hasher for IdHasher {
 }
 
 impl InFlight {
-    /// Adds the ids of a fetched batch, under one lock.
-    pub(crate) fn insert_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+    /// Adds the ids of a fetched batch, under one lock; returns each one's cancellation
+    /// signal, in order.
+    pub(crate) fn insert_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<CancellationToken> {
         let mut sets = self.lock();
+        let mut tokens = Vec::new();
         for id in ids {
+            let (slot, token) = Slot::new();
+            tokens.push(token);
             match parse_entry_id(id) {
                 Some(key) => {
-                    sets.parsed.insert(key, false);
+                    sets.parsed.insert(key, slot);
                 }
                 None => {
-                    sets.other.insert(id.to_owned(), false);
+                    sets.other.insert(id.to_owned(), slot);
                 }
             }
+        }
+        tokens
+    }
+
+    /// Fires the cancellation signal of held entry `id`; whether it was held and not yet
+    /// cancelled.
+    pub(crate) fn cancel(&self, id: &str) -> bool {
+        let sets = self.lock();
+        let slot = match parse_entry_id(id) {
+            Some(key) => sets.parsed.get(&key),
+            None => sets.other.get(id),
+        };
+        match slot {
+            Some(slot) if !slot.cancel.is_cancelled() => {
+                slot.cancel.cancel();
+                true
+            }
+            Some(_) => false,
+            None => false,
         }
     }
 
@@ -83,8 +129,8 @@ impl InFlight {
                 Some(key) => sets.parsed.get_mut(&key),
                 None => sets.other.get_mut(id),
             };
-            if let Some(flag) = flag {
-                *flag = true;
+            if let Some(slot) = flag {
+                slot.settling = true;
             }
         }
     }
@@ -97,7 +143,7 @@ impl InFlight {
             Some(key) => sets.parsed.get(&key),
             None => sets.other.get(id),
         };
-        settling == Some(&false)
+        settling.is_some_and(|slot| !slot.settling)
     }
 
     /// Every id held, as Redis writes it.

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod backoff;
+mod control;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod executor;
