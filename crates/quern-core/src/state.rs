@@ -116,6 +116,9 @@ pub struct JobInfo {
     pub state: JobState,
     /// The stored envelope text, when the job is in the queue, delayed or retrying.
     pub envelope: Option<String>,
+    /// The stream entry it is stored as, when it is in the stream (pending, running, or
+    /// completed and not yet trimmed).
+    pub entry: Option<String>,
     /// When it is due (ms since the epoch), when scheduled or retrying.
     pub due_ms: Option<u64>,
     /// Its lease, when running.
@@ -134,6 +137,7 @@ impl JobInfo {
             queue: queue.into(),
             state,
             envelope: None,
+            entry: None,
             due_ms: None,
             lease: None,
             dead: None,

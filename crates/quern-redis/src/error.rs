@@ -55,6 +55,15 @@ pub enum StorageError {
     #[error(transparent)]
     JobId(#[from] quern_core::InvalidJobId),
 
+    /// A queue no job was ever enqueued to.
+    #[error("unknown queue {queue:?}: the known queues are {known:?}")]
+    UnknownQueue {
+        /// The name given.
+        queue: String,
+        /// The queues that exist.
+        known: Vec<String>,
+    },
+
     /// Enqueue options that cannot be honoured as given.
     #[error("invalid enqueue options: {0}")]
     Options(String),
@@ -110,6 +119,7 @@ impl StorageError {
             StorageError::Payload(_)
             | StorageError::QueueName(_)
             | StorageError::JobId(_)
+            | StorageError::UnknownQueue { .. }
             | StorageError::Options(_)
             | StorageError::Unsupported { .. }
             | StorageError::Protocol { .. } => false,
