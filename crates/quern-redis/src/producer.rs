@@ -138,7 +138,11 @@ impl Producer {
     /// assert!(!first.duplicate && again.duplicate && first.id == again.id);
     /// # Ok(()) }
     /// ```
-    pub async fn enqueue_with<J: Job>(&self, job: &J, options: EnqueueOptions) -> Result<Enqueued, StorageError> {
+    pub async fn enqueue_with<J: Job>(
+        &self,
+        job: &J,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, StorageError> {
         let queue = Self::queue::<J>(&options)?;
         self.write_one(&queue, J::NAME, &options, |new| self.encode(new, job))
             .await
@@ -219,7 +223,10 @@ impl Producer {
     /// Enqueues a job to run after `delay` (millisecond precision), counted from the storage's
     /// clock.
     pub async fn enqueue_in<J: Job>(&self, job: &J, delay: Duration) -> Result<JobId, StorageError> {
-        Ok(self.enqueue_with(job, EnqueueOptions::new().delay(delay)).await?.id)
+        Ok(self
+            .enqueue_with(job, EnqueueOptions::new().delay(delay))
+            .await?
+            .id)
     }
 
     /// Enqueues a job to run at `at` (millisecond precision); a time in the past runs now. A
@@ -293,7 +300,11 @@ impl Producer {
             (Some(id), due) => {
                 let envelope = encode(&new_envelope(&id, job_name, options))?;
                 self.check_server_once().await;
-                match self.storage.push_with_id(&keys, id.as_str(), &envelope, due).await? {
+                match self
+                    .storage
+                    .push_with_id(&keys, id.as_str(), &envelope, due)
+                    .await?
+                {
                     IdPush::Written(_) => Enqueued::new(id, queue),
                     IdPush::Exists(_) => return Ok(Enqueued::duplicate(id, queue)),
                 }

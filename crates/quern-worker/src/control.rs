@@ -34,7 +34,10 @@ impl<B: Broker> Controller<B> {
         });
         if changed {
             if control.paused {
-                tracing::info!(queue = &*self.name, "queue paused: claiming nothing from it until it is resumed");
+                tracing::info!(
+                    queue = &*self.name,
+                    "queue paused: claiming nothing from it until it is resumed"
+                );
             } else {
                 tracing::info!(queue = &*self.name, "queue resumed");
             }

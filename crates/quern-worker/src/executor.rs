@@ -136,7 +136,13 @@ async fn run_once<J: Job>(
         };
         tokio::pin!(timed);
         tokio::select! {
-            r = &mut timed => ended(r, timeout),
+            // A job that returns because it saw its cancellation may be polled before the
+            // signal's branch: it is cancelled all the same.
+            r = &mut timed => match ended(r, timeout) {
+                AttemptOutcome::Succeeded => AttemptOutcome::Succeeded,
+                _ if ctx.is_cancelled() => AttemptOutcome::Cancelled,
+                other => other,
+            },
             _ = ctx.cancelled() => {
                 // Told through its context; it gets the grace period to stop on its own.
                 // Whatever it returns then but success, it ends as cancelled.

@@ -191,7 +191,13 @@ pub(crate) fn settle_with(
 }
 
 /// The settle op of a job that ended `state` and whose record is kept for `keep`.
-fn finish(shared: &Shared, job: Job<'_>, state: JobState, result: Option<&RawValue>, keep: Duration) -> Settle {
+fn finish(
+    shared: &Shared,
+    job: Job<'_>,
+    state: JobState,
+    result: Option<&RawValue>,
+    keep: Duration,
+) -> Settle {
     let now = shared.clock.now_ms();
     let mut record = FinishedRecord::new(job.id.as_str(), &job.env.job, &**job.queue, state, now);
     record.attempt = job.attempt;

@@ -16,9 +16,9 @@
 #![forbid(unsafe_code)]
 
 mod backoff;
-mod control;
 #[cfg(feature = "cli")]
 pub mod cli;
+mod control;
 mod executor;
 mod fate;
 mod in_flight;

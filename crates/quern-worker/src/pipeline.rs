@@ -85,18 +85,20 @@ pub(crate) async fn process(
         if let Err(err) = check_size(payload.as_bytes(), shared.max_payload) {
             return fate::settle(shared, job, AttemptOutcome::Undecodable(err));
         }
-        let ctx = Arc::new(JobContext::from_parts(
-            job.id.clone(),
-            env.job.clone(),
-            queue.to_string(),
-            attempt,
-            policy.max_attempts,
-            env.enqueued_time(crate::worker::entry_ms(&job.entry_id)),
-            shared.soft_stop.clone(),
-        )
-        .with_cancel(cancel)
-        .with_extensions(shared.extensions.clone())
-        .with_result_limit(shared.max_payload));
+        let ctx = Arc::new(
+            JobContext::from_parts(
+                job.id.clone(),
+                env.job.clone(),
+                queue.to_string(),
+                attempt,
+                policy.max_attempts,
+                env.enqueued_time(crate::worker::entry_ms(&job.entry_id)),
+                shared.soft_stop.clone(),
+            )
+            .with_cancel(cancel)
+            .with_extensions(shared.extensions.clone())
+            .with_result_limit(shared.max_payload),
+        );
         let run = match handler.prepare(
             ctx.clone(),
             payload,

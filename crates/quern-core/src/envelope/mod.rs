@@ -25,8 +25,8 @@ mod id;
 
 use decode::window;
 pub use decode::{DecodeError, DecodeErrorKind, decode_envelope, decode_payload};
-pub use id::{InvalidJobId, JobId, MAX_CALLER_ID_BYTES};
 use id::non_empty_id;
+pub use id::{InvalidJobId, JobId, MAX_CALLER_ID_BYTES};
 
 /// Headers carried beside the payload (trace context, say): names and values as text.
 pub type Headers = BTreeMap<String, String>;

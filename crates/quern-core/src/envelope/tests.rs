@@ -151,7 +151,10 @@ fn encode_new_writes_what_the_envelope_would() {
     };
     let payload = encode_payload(&page, MAX_PAYLOAD_BYTES).unwrap();
     let mut headers = Headers::new();
-    headers.insert("traceparent".into(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+    headers.insert(
+        "traceparent".into(),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+    );
     let none = Headers::new();
     for (id, attempts, headers) in [
         (JobId::from(""), None, &none),

@@ -146,7 +146,10 @@ fn not_locatable(id: &str) -> StorageError {
 
 /// The record of a job cancelled before it finished.
 fn cancelled_record(info: &JobInfo, now_ms: u64) -> FinishedRecord {
-    let env = info.envelope.as_deref().and_then(|e| decode_envelope(e.as_bytes()).ok());
+    let env = info
+        .envelope
+        .as_deref()
+        .and_then(|e| decode_envelope(e.as_bytes()).ok());
     let mut record = FinishedRecord::new(
         info.id.as_str(),
         env.as_ref().map_or("", |e| e.job.as_str()),
@@ -155,7 +158,11 @@ fn cancelled_record(info: &JobInfo, now_ms: u64) -> FinishedRecord {
         now_ms,
     );
     if let Some(env) = &env {
-        record.attempt = if info.state == JobState::Running { env.attempt } else { 0 };
+        record.attempt = if info.state == JobState::Running {
+            env.attempt
+        } else {
+            0
+        };
         record.enqueued_at = env.enqueued_at.unwrap_or(0);
         record.last_error = env.failures.last().cloned();
     }

@@ -114,7 +114,11 @@ impl Inspector {
     }
 
     /// The finished record of job `id` in the queue, while it is kept.
-    pub(super) async fn finished(&self, keys: &QueueKeys, id: &str) -> Result<Option<FinishedRecord>, StorageError> {
+    pub(super) async fn finished(
+        &self,
+        keys: &QueueKeys,
+        id: &str,
+    ) -> Result<Option<FinishedRecord>, StorageError> {
         let text: Option<String> = redis::cmd("GET")
             .arg(keys.done(id))
             .query_async(&mut self.storage.conn())

@@ -35,17 +35,20 @@ local entry = ARGV[3]
 if #redis.call('XRANGE', KEYS[1], entry, entry) == 0 then
   return 'moved'
 end
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], entry, entry, 1)
-if p[1] then
-  redis.call('SET', KEYS[7], ARGV[2], 'PX', 86400000)
-  return 'requested'
-end
-local last = ''
+-- No consumer group yet (no worker ever read the queue): nothing was delivered.
+local last = nil
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
   local f = {}
   for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
   if f['name'] == ARGV[1] then
     last = f['last-delivered-id']
+  end
+end
+if last then
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], entry, entry, 1)
+  if p[1] then
+    redis.call('SET', KEYS[7], ARGV[2], 'PX', 86400000)
+    return 'requested'
   end
 end
 local function after(a, b)
@@ -55,7 +58,7 @@ local function after(a, b)
   ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
   return ams > bms or (ams == bms and aseq > bseq)
 end
-if last ~= '' and not after(entry, last) then
+if last and not after(entry, last) then
   return 'finished'
 end
 redis.call('XDEL', KEYS[1], entry)

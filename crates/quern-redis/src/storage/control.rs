@@ -67,7 +67,11 @@ impl Storage {
 
     /// What a worker holding `entries` of the queue polls, in one round trip: whether the
     /// queue is paused, and which of the entries are asked to stop.
-    pub async fn control(&self, keys: &QueueKeys, entries: &[String]) -> Result<(bool, Vec<String>), StorageError> {
+    pub async fn control(
+        &self,
+        keys: &QueueKeys,
+        entries: &[String],
+    ) -> Result<(bool, Vec<String>), StorageError> {
         let mut conn = self.conn();
         let context = "reading queue controls";
         if entries.is_empty() {

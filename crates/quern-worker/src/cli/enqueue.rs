@@ -20,7 +20,11 @@ pub(super) struct Request {
     pub max_attempts: Option<u32>,
 }
 
-pub(super) async fn enqueue(storage: Storage, registry: &Registry, r: Request) -> Result<ExitCode, StorageError> {
+pub(super) async fn enqueue(
+    storage: Storage,
+    registry: &Registry,
+    r: Request,
+) -> Result<ExitCode, StorageError> {
     if registry.is_empty() {
         eprintln!(
             "note: this binary registers no job types, so it cannot check the job name {:?} or its payload; a worker binary's own CLI checks both",
@@ -86,7 +90,11 @@ fn known(registry: &Registry, name: &str) -> Result<(), String> {
         .unwrap_or_default();
     Err(format!(
         "unknown job {name:?}{closest}: this binary knows {}",
-        names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+        names
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ))
 }
 
@@ -142,7 +150,12 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(err.path.as_deref(), Some("b"), "{err}");
-        assert!(registry.check_payload("add_numbers", r#"{"a": 1, "b": 2}"#).unwrap().is_ok());
+        assert!(
+            registry
+                .check_payload("add_numbers", r#"{"a": 1, "b": 2}"#)
+                .unwrap()
+                .is_ok()
+        );
         assert!(registry.check_payload("nope", "{}").is_none());
     }
 }

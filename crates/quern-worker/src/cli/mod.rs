@@ -229,11 +229,42 @@ pub enum QueueCommand {
 /// Parses the process's arguments, sets up logging, and runs the command. Exit codes: 0 done,
 /// 1 failed, 2 bad input.
 pub async fn main(registry: Registry) -> ExitCode {
-    main_with(registry, |w| w).await
+    main_with(registry, |w, _| w).await
 }
 
-/// Like [`main`], with a hook to configure the worker (extensions such as a database config).
-pub async fn main_with(registry: Registry, configure: impl FnOnce(Worker) -> Worker) -> ExitCode {
+/// What the command line resolved, handed to [`main_with`]'s hook: a job's own connections go
+/// where the worker's do.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Setup {
+    /// The Redis the worker uses: URL (`--redis-url`, `REDIS_URL`) and key prefix
+    /// (`--prefix`, `QUERN_PREFIX`).
+    pub redis: RedisConfig,
+}
+
+/// Like [`main`], with a hook to configure the worker before it runs: its app state
+/// ([`Worker::extension`], read by jobs with [`JobContext::state`](quern_core::JobContext::state)),
+/// middleware, settings. The hook gets the [`Setup`] the command line resolved.
+///
+/// ```no_run
+/// # use quern_core::{Job, JobContext, JobError};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Notify { user: u64 }
+/// # impl Job for Notify { const NAME: &'static str = "notify"; type Resources = ();
+/// #   async fn run(self, ctx: &JobContext, _: &mut ()) -> Result<(), JobError> {
+/// #     let app: &App = ctx.state().ok_or_else(|| JobError::permanent("no App"))?;
+/// #     Ok(()) } }
+/// struct App { redis_url: String }
+///
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     let registry = quern_worker::Registry::new().register::<Notify>();
+///     quern_worker::cli::main_with(registry, |worker, setup| {
+///         worker.extension(App { redis_url: setup.redis.url.clone() })
+///     })
+///     .await
+/// }
+/// ```
+pub async fn main_with(registry: Registry, configure: impl FnOnce(Worker, &Setup) -> Worker) -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
     match execute(cli, registry, configure, crate::shutdown_signal()).await {
@@ -267,12 +298,18 @@ pub fn init_tracing() {
 pub async fn execute(
     cli: Cli,
     registry: Registry,
-    configure: impl FnOnce(Worker) -> Worker,
+    configure: impl FnOnce(Worker, &Setup) -> Worker,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<ExitCode, StorageError> {
-    let storage = Storage::connect(RedisConfig::new(cli.redis_url).prefix(cli.prefix)).await?;
+    let setup = Setup {
+        redis: RedisConfig::new(cli.redis_url).prefix(cli.prefix),
+    };
+    let storage = Storage::connect(setup.redis.clone()).await?;
     match cli.command {
-        Command::Run(args) => run::run(storage, registry, args, configure, shutdown).await,
+        Command::Run(args) => {
+            let configure = |worker| configure(worker, &setup);
+            run::run(storage, registry, args, configure, shutdown).await
+        }
         Command::Stats { queues, json } => stats::stats(&Inspector::new(storage), queues, json).await,
         Command::Enqueue {
             job,
@@ -295,7 +332,9 @@ pub async fn execute(
         Command::Queue(cmd) => queue::queue(&Inspector::new(storage), cmd).await,
         Command::Dead(cmd) => dead::dead(&Inspector::new(storage), cmd).await,
         Command::Job(JobCommand::Show { id, queue }) => job::show(&Inspector::new(storage), id, queue).await,
-        Command::Job(JobCommand::Cancel { id, queue }) => job::cancel(&Inspector::new(storage), id, queue).await,
+        Command::Job(JobCommand::Cancel { id, queue }) => {
+            job::cancel(&Inspector::new(storage), id, queue).await
+        }
     }
 }
 

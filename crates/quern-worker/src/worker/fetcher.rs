@@ -86,7 +86,11 @@ impl<B: Broker> Fetcher<B> {
                         .into_iter()
                         .zip(tokens)
                         .map(|(d, cancel)| {
-                            (d, cancel, permits.pop().expect("never more deliveries than permits"))
+                            (
+                                d,
+                                cancel,
+                                permits.pop().expect("never more deliveries than permits"),
+                            )
                         })
                         .collect();
                     self.start(batch, claimed_at);
