@@ -71,6 +71,10 @@ pub(super) async fn enqueue(
             eprintln!("error: invalid JSON payload, nothing was enqueued: {e}");
             Ok(ExitCode::from(2))
         }
+        Err(e @ (StorageError::JobId(_) | StorageError::QueueName(_))) => {
+            eprintln!("error: {e}; nothing was enqueued");
+            Ok(ExitCode::from(2))
+        }
         Err(e) => Err(e),
     }
 }
