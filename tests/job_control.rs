@@ -453,8 +453,13 @@ async fn cancel_removes_queued_and_delayed_jobs_and_stops_running_ones() {
         })
         .await;
         assert_eq!(end.kind, EventKind::Cancelled, "{id}");
-        let info = inspector.find_job(id.as_str(), None).await.unwrap().unwrap();
-        assert_eq!(info.state, JobState::Cancelled, "{id}");
+        // The event comes as the fate is decided; the settle is written just after it.
+        let settled = common::wait_until(Duration::from_secs(10), || async {
+            let info = inspector.find_job(id.as_str(), None).await.unwrap().unwrap();
+            info.state == JobState::Cancelled
+        })
+        .await;
+        assert!(settled, "{id} reads as cancelled");
     }
     // The delayed job came due meanwhile: it was removed, so it never ran.
     let report = running.stop().await;
@@ -572,4 +577,48 @@ async fn jobs_reach_the_apps_state() {
         "{}",
         record.message
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_follows_a_running_job_to_the_next_worker() {
+    let storage = common::storage(&test_support::redis_url()).await;
+    let producer = Producer::new(storage.clone());
+    let inspector = Inspector::new(storage.clone());
+    let events = Events::new(1024);
+    let mut rx = Seen::new(&events);
+    let id = producer
+        .enqueue_with(
+            &Step {
+                act: Act::WaitForCancel,
+            },
+            EnqueueOptions::new().id("follow-me"),
+        )
+        .await
+        .unwrap();
+    // The first worker never looks at its controls after starting: it does not see the cancel.
+    let mut deaf = fast();
+    deaf.control_poll = Duration::from_secs(3600);
+    deaf.grace = Duration::from_millis(100);
+    let first = common::RunningWorker::start(worker(&storage, &events).config(deaf));
+    event_for(&mut rx, id.id.as_str(), |k| *k == EventKind::Started).await;
+    assert!(matches!(
+        inspector.cancel("follow-me", None).await.unwrap(),
+        Cancelled::Requested { .. }
+    ));
+    // It stops; the job goes back to its queue, unfinished, as another entry.
+    let report = first.stop().await;
+    assert_eq!(report.released, 1, "{report:?}");
+    // The next worker runs it and stops it at once: the request names the job, not the entry.
+    let second = common::RunningWorker::start(worker(&storage, &events));
+    let end = event_for(&mut rx, "follow-me", |k| {
+        matches!(
+            k,
+            EventKind::Cancelled | EventKind::Retried { .. } | EventKind::Dead { .. }
+        )
+    })
+    .await;
+    assert_eq!(end.kind, EventKind::Cancelled);
+    second.stop().await;
+    let info = inspector.find_job("follow-me", None).await.unwrap().unwrap();
+    assert_eq!(info.state, JobState::Cancelled);
 }

@@ -96,7 +96,7 @@ pub struct QueueKeys {
     /// String: present while the queue is paused; its value is when it was paused (ms since
     /// the epoch). Workers claim nothing from a paused queue; jobs keep arriving and wait.
     pub paused: String,
-    /// Prefix of the per-job keys (`…:done:<job id>`, `…:cancel:<entry id>`).
+    /// Prefix of the per-job keys (`…:done:<job id>`, `…:cancel:<job id>`).
     prefix: String,
 }
 
@@ -125,10 +125,11 @@ impl QueueKeys {
         format!("{}done:{id}", self.prefix)
     }
 
-    /// String: present while the running job of stream entry `entry` is asked to stop (a
-    /// cancel); its value is the job's id. Expires on its own after a day.
-    pub fn cancel(&self, entry: &str) -> String {
-        format!("{}cancel:{entry}", self.prefix)
+    /// String: present while the running job `id` is asked to stop (a cancel). Keyed by the
+    /// job's id, not its entry, so the request follows the job when it moves (its worker died
+    /// and another one runs it). Expires on its own after a day.
+    pub fn cancel(&self, id: &str) -> String {
+        format!("{}cancel:{id}", self.prefix)
     }
 
     /// Every fixed key of this queue (the per-job [`done`](Self::done) and
@@ -189,7 +190,7 @@ mod tests {
         assert_eq!(k.dead_records, "quern:{emails}:dead:records");
         assert_eq!(k.jobs, "quern:{emails}:jobs");
         assert_eq!(k.done("order-1"), "quern:{emails}:done:order-1");
-        assert_eq!(k.cancel("1-0"), "quern:{emails}:cancel:1-0");
+        assert_eq!(k.cancel("emails/1-0"), "quern:{emails}:cancel:emails/1-0");
         assert!(k.all().iter().all(|key| key.contains("{emails}")));
     }
 

@@ -2,7 +2,7 @@
 //! arriving and wait), a cancel fires the cancellation signal of a job this worker runs.
 //!
 //! One poll per queue every [`WorkerConfig::control_poll`](crate::WorkerConfig::control_poll)
-//! (one round trip: `EXISTS` on the pause key and `MGET` on the cancel keys of the entries held),
+//! (one round trip: `EXISTS` on the pause key and `MGET` on the cancel keys of the jobs held),
 //! off the claiming path: claiming costs nothing more than reading a flag.
 
 use std::sync::Arc;
@@ -25,8 +25,9 @@ pub(crate) struct Controller<B: Broker> {
 impl<B: Broker> Controller<B> {
     /// Polls once: updates the pause flag and cancels what was cancelled.
     pub(crate) async fn poll(&self) -> Result<(), B::Error> {
-        let held = self.in_flight.ids();
-        let control = self.broker.control(&self.queue, &held).await?;
+        let held = self.in_flight.jobs(&self.name);
+        let ids: Vec<String> = held.iter().map(|(_, id)| id.clone()).collect();
+        let control = self.broker.control(&self.queue, &ids).await?;
         let changed = self.paused.send_if_modified(|paused| {
             let changed = *paused != control.paused;
             *paused = control.paused;
@@ -42,9 +43,11 @@ impl<B: Broker> Controller<B> {
                 tracing::info!(queue = &*self.name, "queue resumed");
             }
         }
-        for entry in &control.cancelled {
-            if self.in_flight.cancel(entry) {
-                tracing::info!(queue = &*self.name, entry = %entry, "a running job was cancelled; stopping it");
+        for id in &control.cancelled {
+            for (entry, _) in held.iter().filter(|(_, held)| held == id) {
+                if self.in_flight.cancel(entry) {
+                    tracing::info!(queue = &*self.name, job.id = %id, "a running job was cancelled; stopping it");
+                }
             }
         }
         Ok(())

@@ -83,7 +83,8 @@ struct Running {
 impl<const MODE: u8> Quern<MODE> {
     fn start_worker(&self, concurrency: usize) -> Running {
         let registry = Registry::new().register::<Bench>().register::<BenchResult>();
-        let mut worker = Worker::new(self.storage.clone(), registry).configure(|c| c.concurrency = concurrency.max(1));
+        let mut worker =
+            Worker::new(self.storage.clone(), registry).configure(|c| c.concurrency = concurrency.max(1));
         if MODE == 1 {
             worker = worker.layer(tower_layer::Identity::new());
         }

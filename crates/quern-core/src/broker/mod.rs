@@ -144,7 +144,7 @@ pub enum Settle {
 pub struct Control {
     /// The queue is paused: claim nothing from it until it is resumed.
     pub paused: bool,
-    /// Entries this worker runs that were cancelled: stop them.
+    /// Ids of jobs this worker runs that were cancelled: stop them.
     pub cancelled: Vec<String>,
 }
 
@@ -385,15 +385,15 @@ pub trait Broker: Clone + Send + Sync + 'static {
         timeout: Duration,
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
-    /// What a worker holding `entries` of `queue` polls: whether the queue is paused, and
-    /// which of those entries someone cancelled. A broker without such controls (the default)
+    /// What a worker running the jobs `ids` of `queue` polls: whether the queue is paused, and
+    /// which of those jobs someone cancelled. A broker without such controls (the default)
     /// answers "not paused, nothing cancelled".
     fn control(
         &self,
         queue: &Self::Queue,
-        entries: &[String],
+        ids: &[String],
     ) -> impl Future<Output = Result<Control, Self::Error>> + Send {
-        let _ = (queue, entries);
+        let _ = (queue, ids);
         async { Ok(Control::default()) }
     }
 

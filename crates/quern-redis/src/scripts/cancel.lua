@@ -1,13 +1,13 @@
 -- cancel: a job that has not finished is cancelled. Queued, delayed or waiting for a retry, it
 -- is removed at once (it never runs) and its finished record written; running, its worker is
--- asked to stop it (`cancel:<entry id>`, which the worker polls), and it settles as cancelled.
+-- asked to stop it (`cancel:<job id>`, which the worker polls), and it settles as cancelled.
 -- KEYS[1] -> stream
 -- KEYS[2] -> scheduled sorted set
 -- KEYS[3] -> retry sorted set
 -- KEYS[4] -> jobs index hash
 -- KEYS[5] -> stats hash
 -- KEYS[6] -> the job's finished record (`done:<id>`)
--- KEYS[7] -> the entry's cancel request (`cancel:<entry id>`; any key when ARGV[3] is '')
+-- KEYS[7] -> the job's cancel request (`cancel:<job id>`)
 -- ARGV[1] -> consumer group
 -- ARGV[2] -> job id
 -- ARGV[3] -> stream entry id where the job is, or '' when it is delayed or retrying

@@ -5,7 +5,7 @@
 -- KEYS[2] -> stats hash
 -- KEYS[3] -> jobs index hash
 -- KEYS[4] -> the job's finished record (`done:<id>`)
--- KEYS[5] -> the entry's cancel request (`cancel:<entry id>`)
+-- KEYS[5] -> the job's cancel request (`cancel:<job id>`)
 -- ARGV[1] -> consumer group
 -- ARGV[2] -> stream entry id
 -- ARGV[3] -> job id

@@ -115,8 +115,8 @@ impl Broker for Storage {
         self.wait_wake(waiter, queue, timeout).await
     }
 
-    async fn control(&self, queue: &QueueKeys, entries: &[String]) -> Result<Control, StorageError> {
-        let (paused, cancelled) = Storage::control(self, queue, entries).await?;
+    async fn control(&self, queue: &QueueKeys, ids: &[String]) -> Result<Control, StorageError> {
+        let (paused, cancelled) = Storage::control(self, queue, ids).await?;
         Ok(Control::new(paused, cancelled))
     }
 

@@ -65,13 +65,14 @@ impl Storage {
         Ok(since.map(|s| s.parse().unwrap_or(0)))
     }
 
-    /// What a worker holding `entries` of the queue polls, in one round trip: whether the
-    /// queue is paused, and which of the entries are asked to stop.
+    /// What a worker running the jobs `ids` of the queue polls, in one round trip: whether the
+    /// queue is paused, and which of those jobs are asked to stop.
     pub async fn control(
         &self,
         keys: &QueueKeys,
-        entries: &[String],
+        ids: &[String],
     ) -> Result<(bool, Vec<String>), StorageError> {
+        let entries = ids;
         let mut conn = self.conn();
         let context = "reading queue controls";
         if entries.is_empty() {
@@ -116,7 +117,7 @@ impl Storage {
             CancelAt::Scheduled(m) => ("", "s", m),
             CancelAt::Retrying(m) => ("", "r", m),
         };
-        let cancel_key = keys.cancel(if entry.is_empty() { "-" } else { entry });
+        let cancel_key = keys.cancel(id);
         let done: String = scripts::CANCEL
             .key(&keys.stream)
             .key(&keys.scheduled)

@@ -91,7 +91,7 @@ impl Storage {
                         &keys.stats,
                         &keys.jobs,
                         &keys.done(job_id),
-                        &keys.cancel(entry_id),
+                        &keys.cancel(job_id),
                     ],
                     |c| {
                         c.arg(GROUP)

@@ -78,9 +78,7 @@ impl<B: Broker> Fetcher<B> {
             match claimed {
                 Ok(deliveries) => {
                     reconnect.succeeded();
-                    let tokens = self
-                        .in_flight
-                        .insert_all(deliveries.iter().map(|d| d.entry_id.as_str()));
+                    let tokens = self.in_flight.insert_deliveries(&deliveries);
                     let claimed_at = Instant::now();
                     let batch: Vec<_> = deliveries
                         .into_iter()
