@@ -37,6 +37,7 @@ pub async fn run_all<B: Broker>(broker: &B, prefix: &str) {
     case!(an_idle_claim_wakes_when_a_job_arrives);
     case!(claims_take_at_most_count);
     case!(completed_jobs_are_gone);
+    case!(finished_jobs_are_gone_and_settle_once);
     case!(settling_twice_changes_nothing);
     case!(a_retry_waits_until_due_then_runs_again);
     case!(a_snooze_waits_until_due);
@@ -127,6 +128,25 @@ async fn completed_jobs_are_gone<B: Broker>(b: &B, q: &B::Queue) {
     assert_eq!(b.release(q, CONSUMER).await.expect("release"), 0);
     let ids: Vec<String> = got.iter().map(|d| d.entry_id.clone()).collect();
     assert!(b.renew(q, CONSUMER, &ids).await.expect("renew").is_empty());
+    assert!(claim(b, q, OTHER, 10, SHORT).await.is_empty());
+    b.trim(q).await.expect("trim");
+}
+
+async fn finished_jobs_are_gone_and_settle_once<B: Broker>(b: &B, q: &B::Queue) {
+    b.push(q, &[env(1), env(2)]).await.expect("push");
+    let got = claim(b, q, CONSUMER, 10, SHORT).await;
+    let finish = |d: &Delivery, n: usize, cancelled: bool| Settle::Finish {
+        entry_id: d.entry_id.clone(),
+        job_id: format!("contract-{n}"),
+        cancelled,
+        record: format!(r#"{{"id":"contract-{n}"}}"#),
+        keep_ms: 60_000,
+    };
+    let ops = [finish(&got[0], 1, false), finish(&got[1], 2, true)];
+    b.settle(q, &ops, opts()).await.expect("settle");
+    b.settle(q, &ops, opts()).await.expect("settle again: a replay changes nothing");
+    assert_eq!(b.requeue_expired(q, Duration::ZERO).await.expect("requeue"), 0);
+    assert_eq!(b.release(q, CONSUMER).await.expect("release"), 0);
     assert!(claim(b, q, OTHER, 10, SHORT).await.is_empty());
     b.trim(q).await.expect("trim");
 }
