@@ -8,6 +8,7 @@
 //! # Layout
 //! - this file — [`Inspector`], queues, counts and dead jobs.
 //! - `find` — [`find_job`](Inspector::find_job): any job by id, in O(1) or O(log n) per queue.
+//! - `queued` — [`queued_jobs`](Inspector::queued_jobs): what waits in a queue, with envelopes.
 //!
 //! Room is kept for the admin actions to come (cancel a job, pause a queue): each one more
 //! method here, with its own typed answer.
@@ -21,6 +22,7 @@ use crate::scripts;
 use crate::storage::{ServerHealth, Storage};
 
 mod find;
+mod queued;
 
 /// Dead jobs read per round trip by [`Inspector::retry_all_dead`].
 const PAGE: usize = 1000;
