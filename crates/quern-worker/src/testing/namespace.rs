@@ -148,8 +148,13 @@ impl Namespace {
         let worker = Worker::new(self.storage.clone(), self.registry.clone())
             .clock(self.clock.clock())
             .extension(self.producer.clone())
-            // A test waits for a hung job 5 s, not the 30 s of production.
-            .configure(|c| c.grace = Duration::from_secs(5));
+            .configure(|c| {
+                // A test waits for a hung job 5 s, not the 30 s of production.
+                c.grace = Duration::from_secs(5);
+                // A worker's shutdown waits for its idle claim to return (measured: a drain
+                // round took the whole default 2 s block): 100 ms keeps each drain quick.
+                c.block = Duration::from_millis(100);
+            });
         match &self.configure {
             Some(f) => f(worker),
             None => worker,
