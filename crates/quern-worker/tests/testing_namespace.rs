@@ -1,28 +1,14 @@
 //! `quern_worker::testing::Namespace` on real Redis: assertions on what is enqueued, drain,
-//! the test clock, isolation and cleanup. Every test has a namespace (a key prefix) of its own.
+//! the test clock, isolation and cleanup; jobs that enqueue jobs through a `Producer` resource. Every test has a namespace (a key prefix) of its own.
 
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use quern_core::{Backoff, Job, JobContext, JobError, JobOptions, Outcome, Resource, ResourceContext};
+use quern_core::{Backoff, Job, JobContext, JobError, JobOptions};
 use quern_redis::Producer;
 use quern_worker::Registry;
 use quern_worker::testing::{DrainLimit, DrainStopped, Namespace, RedisServer};
 use serde::{Deserialize, Serialize};
-
-/// Gives a job the producer of its worker (a namespace's worker has its own as an extension).
-struct Enqueuer(Producer);
-
-impl Resource for Enqueuer {
-    async fn acquire(cx: ResourceContext<'_>) -> Result<Self, JobError> {
-        match cx.extensions.get::<Producer>() {
-            Some(p) => Ok(Enqueuer(p.clone())),
-            None => Err(JobError::permanent("no Producer extension on this worker")),
-        }
-    }
-
-    async fn release(self, _: Outcome) {}
-}
 
 /// An order that, once placed, enqueues one receipt per copy.
 #[derive(Debug, Serialize, Deserialize)]
@@ -33,15 +19,15 @@ struct Order {
 
 impl Job for Order {
     const NAME: &'static str = "order";
-    type Resources = Enqueuer;
+    type Resources = Producer;
 
     fn options() -> JobOptions {
         JobOptions::new().queue("orders")
     }
 
-    async fn run(self, _: &JobContext, producer: &mut Enqueuer) -> Result<(), JobError> {
+    async fn run(self, _: &JobContext, producer: &mut Producer) -> Result<(), JobError> {
         for copy in 0..self.copies {
-            producer.0.enqueue(&Receipt { order: self.id * 100 + copy }).await?;
+            producer.enqueue(&Receipt { order: self.id * 100 + copy }).await?;
         }
         Ok(())
     }
@@ -95,14 +81,14 @@ struct Forever {
 
 impl Job for Forever {
     const NAME: &'static str = "forever";
-    type Resources = Enqueuer;
+    type Resources = Producer;
 
     fn options() -> JobOptions {
         JobOptions::new().queue("forever")
     }
 
-    async fn run(self, _: &JobContext, producer: &mut Enqueuer) -> Result<(), JobError> {
-        producer.0.enqueue(&Forever { n: self.n + 1 }).await?;
+    async fn run(self, _: &JobContext, producer: &mut Producer) -> Result<(), JobError> {
+        producer.enqueue(&Forever { n: self.n + 1 }).await?;
         Ok(())
     }
 }
