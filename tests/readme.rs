@@ -44,12 +44,16 @@ fn readme_rust_blocks() -> Vec<&'static str> {
 /// that are not the language's own, a primitive type, or a module the code declares.
 fn crates_named(code: &str) -> BTreeSet<String> {
     const OWN: &[&str] = &[
-        "std", "core", "alloc", "crate", "self", "super", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16",
-        "i32", "i64", "i128", "isize", "f32", "f64", "str", "bool", "char",
+        "std", "core", "alloc", "crate", "self", "super", "u8", "u16", "u32", "u64", "u128", "usize", "i8",
+        "i16", "i32", "i64", "i128", "isize", "f32", "f64", "str", "bool", "char",
     ];
     let modules: BTreeSet<&str> = code
         .lines()
-        .filter_map(|l| l.trim_start().strip_prefix("mod ").or_else(|| l.trim_start().strip_prefix("pub mod ")))
+        .filter_map(|l| {
+            l.trim_start()
+                .strip_prefix("mod ")
+                .or_else(|| l.trim_start().strip_prefix("pub mod "))
+        })
         .map(|rest| rest.trim_end_matches([';', '{', ' ']))
         .collect();
     let bytes = code.as_bytes();
@@ -57,7 +61,9 @@ fn crates_named(code: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let mut i = 0;
     while i < bytes.len() {
-        if !ident(bytes[i]) || (i > 0 && (ident(bytes[i - 1]) || bytes[i - 1] == b':' || bytes[i - 1] == b'.')) {
+        if !ident(bytes[i])
+            || (i > 0 && (ident(bytes[i - 1]) || bytes[i - 1] == b':' || bytes[i - 1] == b'.'))
+        {
             i += 1;
             continue;
         }

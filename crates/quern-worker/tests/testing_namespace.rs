@@ -27,7 +27,11 @@ impl Job for Order {
 
     async fn run(self, _: &JobContext, producer: &mut Producer) -> Result<(), JobError> {
         for copy in 0..self.copies {
-            producer.enqueue(&Receipt { order: self.id * 100 + copy }).await?;
+            producer
+                .enqueue(&Receipt {
+                    order: self.id * 100 + copy,
+                })
+                .await?;
         }
         Ok(())
     }
@@ -107,10 +111,12 @@ async fn panic_of(fut: impl std::future::Future<Output = ()>) -> String {
         .catch_unwind()
         .await
         .expect_err("it panics");
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()).unwrap_or_default())
+    panic.downcast_ref::<String>().cloned().unwrap_or_else(|| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    })
 }
 
 #[tokio::test]
@@ -136,9 +142,18 @@ async fn assertions_count_exactly_and_list_what_is_enqueued() {
     );
 
     let message = panic_of(ns.assert_enqueued::<Receipt>(|r| r.order == 1)).await;
-    assert!(message.contains("expected 1 matching \"receipt\" job(s) enqueued, found 2"), "{message}");
-    assert!(message.contains(r#"receipt {"order":2} — pending in queue "receipts""#), "{message}");
-    assert!(message.contains(r#"receipt {"order":3} — scheduled in queue "receipts", due in 3600000 ms"#), "{message}");
+    assert!(
+        message.contains("expected 1 matching \"receipt\" job(s) enqueued, found 2"),
+        "{message}"
+    );
+    assert!(
+        message.contains(r#"receipt {"order":2} — pending in queue "receipts""#),
+        "{message}"
+    );
+    assert!(
+        message.contains(r#"receipt {"order":3} — scheduled in queue "receipts", due in 3600000 ms"#),
+        "{message}"
+    );
     let message = panic_of(ns.assert_not_enqueued::<Receipt>(|r| r.order == 2)).await;
     assert!(message.contains("expected 0"), "{message}");
 }
@@ -180,7 +195,11 @@ async fn delayed_jobs_run_when_the_test_clock_reaches_them() {
     assert_eq!(ns.drain().await.executions, 0, "one second early");
     ns.clock().advance(Duration::from_secs(1));
     let due = ns.drain().await;
-    assert_eq!((due.executions, due.succeeded, due.scheduled), (1, 1, 0), "{due:?}");
+    assert_eq!(
+        (due.executions, due.succeeded, due.scheduled),
+        (1, 1, 0),
+        "{due:?}"
+    );
 }
 
 #[tokio::test]
@@ -188,13 +207,24 @@ async fn a_retry_waits_for_the_test_clock() {
     let ns = Namespace::new(registry()).await;
     ns.enqueue(&Flaky).await;
     let first = ns.drain().await;
-    assert_eq!((first.executions, first.retried, first.retrying), (1, 1, 1), "{first:?}");
+    assert_eq!(
+        (first.executions, first.retried, first.retrying),
+        (1, 1, 1),
+        "{first:?}"
+    );
     ns.assert_enqueued::<Flaky>(|_| true).await; // waiting for its retry
 
     ns.clock().advance(Duration::from_secs(600));
     let second = ns.drain().await;
-    assert_eq!((second.executions, second.succeeded, second.retrying), (1, 1, 0), "{second:?}");
-    assert_eq!(second.events.iter().find(|e| e.attempt == 2).map(|e| &*e.job), Some("flaky"));
+    assert_eq!(
+        (second.executions, second.succeeded, second.retrying),
+        (1, 1, 0),
+        "{second:?}"
+    );
+    assert_eq!(
+        second.events.iter().find(|e| e.attempt == 2).map(|e| &*e.job),
+        Some("flaky")
+    );
 }
 
 #[tokio::test]
@@ -204,7 +234,11 @@ async fn a_drain_that_never_empties_stops_at_its_bound() {
     let drained = ns.drain_with(DrainLimit::max_jobs(5)).await;
     assert_eq!(drained.stopped, Some(DrainStopped::MaxJobs), "{drained:?}");
     assert!(drained.executions >= 5, "{drained:?}");
-    assert_eq!(ns.enqueued::<Forever>().await.len(), 1, "the next one waits, nothing is lost");
+    assert_eq!(
+        ns.enqueued::<Forever>().await.len(),
+        1,
+        "the next one waits, nothing is lost"
+    );
 }
 
 #[tokio::test]
@@ -233,7 +267,11 @@ async fn namespaces_are_isolated_and_their_keys_are_deleted_on_drop() {
             cmd.query_async::<u64>(&mut conn).await.unwrap()
         }
     };
-    assert_eq!(exists(&mut conn).await, 4, "stream, scheduled set, index, queues set");
+    assert_eq!(
+        exists(&mut conn).await,
+        4,
+        "stream, scheduled set, index, queues set"
+    );
     let check = exists(&mut conn);
     drop(a);
     assert_eq!(check.await, 0, "every key of the namespace is gone");

@@ -10,7 +10,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use quern_core::lifecycle::{AttemptOutcome, Fate, Stage};
 use quern_core::{
-    Backoff, DeadReason, Job, JobContext, JobError, JobOptions, ManualClock, Outcome, Resource, ResourceContext,
+    Backoff, DeadReason, Job, JobContext, JobError, JobOptions, ManualClock, Outcome, Resource,
+    ResourceContext,
 };
 use quern_diesel::{IsolatedPg, PgConfig};
 use quern_worker::middleware::{Execution, Layer, Service};
@@ -187,7 +188,10 @@ struct Log(std::sync::Arc<Mutex<Vec<String>>>);
 impl Resource for Tracked {
     async fn acquire(cx: ResourceContext<'_>) -> Result<Self, JobError> {
         let log = cx.extensions.get::<Log>().expect("a Log extension");
-        log.0.lock().unwrap().push(format!("acquire attempt {}", cx.job.attempt));
+        log.0
+            .lock()
+            .unwrap()
+            .push(format!("acquire attempt {}", cx.job.attempt));
         Ok(Tracked)
     }
 
@@ -216,7 +220,9 @@ struct Released(Log);
 
 impl Resource for Released {
     async fn acquire(cx: ResourceContext<'_>) -> Result<Self, JobError> {
-        Ok(Released(cx.extensions.get::<Log>().expect("a Log extension").clone()))
+        Ok(Released(
+            cx.extensions.get::<Log>().expect("a Log extension").clone(),
+        ))
     }
 
     async fn release(self, outcome: Outcome) {
@@ -283,10 +289,17 @@ async fn a_workers_extensions_resources_and_middleware_all_apply() {
             "release Failed"
         ]
     );
-    let short = Performer::of(&worker).attempt(9).perform(&Uses { fail: false }).await;
+    let short = Performer::of(&worker)
+        .attempt(9)
+        .perform(&Uses { fail: false })
+        .await;
     assert!(matches!(short.outcome, AttemptOutcome::Cancelled), "{short:?}");
     assert_eq!(short.fate, Fate::Cancelled);
-    assert_eq!(log.0.lock().unwrap().len(), 4, "short-circuited: nothing acquired");
+    assert_eq!(
+        log.0.lock().unwrap().len(),
+        4,
+        "short-circuited: nothing acquired"
+    );
     assert_eq!(through.load(Ordering::SeqCst), 3);
 }
 

@@ -160,7 +160,12 @@ mod tests {
 
     #[test]
     fn the_last_delivered_id_of_our_group_is_read_from_either_protocol() {
-        let other = Value::Array(vec![bulk("name"), bulk("other"), bulk("last-delivered-id"), bulk("9-9")]);
+        let other = Value::Array(vec![
+            bulk("name"),
+            bulk("other"),
+            bulk("last-delivered-id"),
+            bulk("9-9"),
+        ]);
         let ours = Value::Array(vec![
             bulk("name"),
             bulk(GROUP),
@@ -169,9 +174,15 @@ mod tests {
             bulk("last-delivered-id"),
             bulk("5-1"),
         ]);
-        assert_eq!(last_delivered(Value::Array(vec![other.clone(), ours])), Some("5-1".into()));
+        assert_eq!(
+            last_delivered(Value::Array(vec![other.clone(), ours])),
+            Some("5-1".into())
+        );
         assert_eq!(last_delivered(Value::Array(vec![other])), None);
-        let map = Value::Map(vec![(bulk("name"), bulk(GROUP)), (bulk("last-delivered-id"), bulk("0-0"))]);
+        let map = Value::Map(vec![
+            (bulk("name"), bulk(GROUP)),
+            (bulk("last-delivered-id"), bulk("0-0")),
+        ]);
         assert_eq!(last_delivered(Value::Array(vec![map])), Some("0-0".into()));
     }
 }

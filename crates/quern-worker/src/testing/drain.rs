@@ -110,7 +110,8 @@ impl Drained {
 
     /// Executions started and not yet ended, as far as the events tell.
     fn in_flight(&self) -> u64 {
-        let ended = self.succeeded + self.retried + self.snoozed + self.dead + self.cancelled + self.given_back;
+        let ended =
+            self.succeeded + self.retried + self.snoozed + self.dead + self.cancelled + self.given_back;
         self.executions.saturating_sub(ended)
     }
 }
@@ -197,7 +198,10 @@ impl Namespace {
             };
             let (ran, ()) = tokio::join!(run, watch);
             if let Err(e) = ran {
-                panic!("quern::testing: the drain's worker did not start: {}", ErrorChain::of(&e));
+                panic!(
+                    "quern::testing: the drain's worker did not start: {}",
+                    ErrorChain::of(&e)
+                );
             }
             // What the worker's shutdown reported last.
             while let Ok(event) = events.try_recv() {

@@ -116,7 +116,11 @@ impl Namespace {
                 .and_then(|t| decode_envelope(t.as_bytes()).ok())
                 .map(|env| (env.job.clone(), env.payload.get().to_owned()))
                 .unwrap_or_else(|| ("?".into(), info.envelope.clone().unwrap_or_default()));
-            let _ = write!(out, "\n  {name} {payload} — {} in queue {:?}", info.state, info.queue);
+            let _ = write!(
+                out,
+                "\n  {name} {payload} — {} in queue {:?}",
+                info.state, info.queue
+            );
             if let (Some(due), JobState::Scheduled | JobState::Retrying) = (info.due_ms, info.state) {
                 let _ = match due.checked_sub(now) {
                     Some(ms) if ms > 0 => write!(out, ", due in {ms} ms"),

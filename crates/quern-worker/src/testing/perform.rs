@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use quern_core::envelope::{Failure, check_size, decode_envelope, encode_new};
 use quern_core::lifecycle::{Attempt, AttemptOutcome, Fate, Policy, Stage, decide};
-use quern_core::{Broker, Clock, ErrorChain, Extensions, Job, JobContext, JobError, JobId, MAX_PAYLOAD_BYTES, Shutdown};
+use quern_core::{
+    Broker, Clock, ErrorChain, Extensions, Job, JobContext, JobError, JobId, MAX_PAYLOAD_BYTES, Shutdown,
+};
 
 use crate::executor::Limits;
 use crate::middleware::{BoxedService, Execution, Layer, Service, Stack};
@@ -136,7 +138,8 @@ impl Performer {
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: Layer<BoxedService>,
-        L::Service: Service<Execution, Response = AttemptOutcome, Error = Infallible> + Clone + Send + Sync + 'static,
+        L::Service:
+            Service<Execution, Response = AttemptOutcome, Error = Infallible> + Clone + Send + Sync + 'static,
         <L::Service as Service<Execution>>::Future: Send + 'static,
     {
         self.stack = self.stack.push(layer);

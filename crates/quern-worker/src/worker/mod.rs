@@ -216,7 +216,13 @@ impl<B: Broker> Worker<B> {
 
     /// What an execution of this worker runs with, for `testing::Performer::of`.
     pub(crate) fn execution_parts(&self) -> (&Registry, &Extensions, &Stack, &Clock, &WorkerConfig) {
-        (&self.registry, &self.extensions, &self.stack, &self.clock, &self.config)
+        (
+            &self.registry,
+            &self.extensions,
+            &self.stack,
+            &self.clock,
+            &self.config,
+        )
     }
 
     /// Runs until `shutdown` completes, then stops claiming, lets running jobs finish within the
