@@ -286,3 +286,35 @@ async fn a_private_server_hosts_a_namespace() {
     drop(ns);
     drop(server);
 }
+
+/// Never ends on its own.
+#[derive(Serialize, Deserialize)]
+struct Hangs;
+
+impl Job for Hangs {
+    const NAME: &'static str = "hangs";
+    type Resources = ();
+
+    fn options() -> JobOptions {
+        JobOptions::new().queue("hangs")
+    }
+
+    async fn run(self, ctx: &JobContext, _: &mut ()) -> Result<(), JobError> {
+        ctx.shutdown.wait().await;
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_drain_stops_at_its_time_bound_and_gives_the_running_job_back() {
+    let ns = Namespace::new(Registry::new().register::<Hangs>())
+        .await
+        .configure_worker(|w| w.configure(|c| c.grace = Duration::from_millis(100)));
+    ns.enqueue(&Hangs).await;
+    let drained = ns
+        .drain_with(DrainLimit::timeout(Duration::from_millis(300)))
+        .await;
+    assert_eq!(drained.stopped, Some(DrainStopped::Timeout), "{drained:?}");
+    assert_eq!((drained.executions, drained.given_back), (1, 1), "{drained:?}");
+    ns.assert_enqueued::<Hangs>(|_| true).await;
+}
