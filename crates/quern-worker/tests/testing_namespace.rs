@@ -318,3 +318,47 @@ async fn a_drain_stops_at_its_time_bound_and_gives_the_running_job_back() {
     assert_eq!((drained.executions, drained.given_back), (1, 1), "{drained:?}");
     ns.assert_enqueued::<Hangs>(|_| true).await;
 }
+
+/// Refuses every configuration, as `IsolatedPg` refuses one without a database.
+struct Unconfigured;
+
+impl quern_core::Resource for Unconfigured {
+    async fn acquire(_: quern_core::ResourceContext<'_>) -> Result<Self, JobError> {
+        Ok(Unconfigured)
+    }
+
+    async fn release(self, _: quern_core::Outcome) {}
+
+    fn check(_: &quern_core::Extensions) -> Result<(), String> {
+        Err("set UNCONFIGURED_URL".into())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct NeedsSetup;
+
+impl Job for NeedsSetup {
+    const NAME: &'static str = "needs_setup";
+    type Resources = Unconfigured;
+
+    async fn run(self, _: &JobContext, _: &mut Unconfigured) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_drain_whose_worker_cannot_start_says_why_at_once() {
+    let ns = Namespace::new(Registry::new().register::<NeedsSetup>()).await;
+    ns.enqueue(&NeedsSetup).await;
+    let started = std::time::Instant::now();
+    let message = panic_of(async {
+        ns.drain().await;
+    })
+    .await;
+    assert!(message.contains("the drain's worker did not start"), "{message}");
+    assert!(message.contains("set UNCONFIGURED_URL"), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not after the drain's 30 s bound"
+    );
+}

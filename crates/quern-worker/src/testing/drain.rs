@@ -164,6 +164,7 @@ impl Namespace {
             let stop = Shutdown::new();
             let run = worker.run(crate::shutdown_from(&stop));
             let watch = async {
+                let mut ended = false;
                 loop {
                     tokio::select! {
                         received = tokio::time::timeout(LOOK_EVERY, events.recv()) => match received {
@@ -179,12 +180,17 @@ impl Namespace {
                                 }
                             }
                             Ok(Err(RecvError::Lagged(n))) => drained.missed_events += n,
-                            Ok(Err(RecvError::Closed)) | Err(_) => {}
+                            // The worker has stopped by itself (it could not start, say).
+                            Ok(Err(RecvError::Closed)) => ended = true,
+                            Err(_) => {}
                         },
                         () = tokio::time::sleep_until(deadline) => {
                             drained.stopped = Some(DrainStopped::Timeout);
                             break;
                         }
+                    }
+                    if ended {
+                        break;
                     }
                     if drained.executions >= limit.max_jobs {
                         drained.stopped = Some(DrainStopped::MaxJobs);
