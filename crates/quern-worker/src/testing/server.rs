@@ -218,8 +218,9 @@ impl RedisServer {
         let child = match child {
             Ok(child) => child,
             Err(e) if is_not_found(&e) => panic!(
-                "quern::testing: cannot find `{}`. Install Redis (`apt-get install redis-server`) \
-                 or set {REDIS_SERVER_ENV} to the path of a redis-server binary.",
+                "quern::testing: cannot find `{}`. Install Redis (`apt-get install redis-server`, \
+                 `brew install redis`), set {REDIS_SERVER_ENV} to the path of a redis-server \
+                 binary, or set REDIS_URL to a running server.",
                 self.bin
             ),
             Err(e) => panic!("quern::testing: cannot run `{}`: {e}", self.bin),
