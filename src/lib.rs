@@ -4,13 +4,14 @@
 /// An in-memory broker for unit tests: it passes the same contract suite as Redis.
 pub use quern_core::broker::memory::MemoryBroker;
 pub use quern_core::{
-    AttemptOutcome, Backoff, Broker, Clock, DecodeError, DecodeErrorKind, Envelope, ErrorChain, Event,
-    EventKind, Events, Extensions, Fate, Isolation, Job, JobContext, JobError, JobId, JobInfo, JobOptions,
-    JobState, ManualClock, Outcome, Resource, ResourceContext, Shutdown, lifecycle, redact_url,
+    AttemptOutcome, Backoff, Broker, Clock, DecodeError, DecodeErrorKind, EnqueueOptions, Enqueued, Envelope,
+    ErrorChain, Event, EventKind, Events, Extensions, Fate, FinishedRecord, Headers, InvalidJobId, Isolation,
+    Job, JobContext, JobError, JobId, JobInfo, JobOptions, JobState, ManualClock, Outcome, Resource,
+    ResourceContext, Shutdown, When, lifecycle, redact_url,
 };
 pub use quern_redis::{
-    DeadJob, DeadReason, DeadRecord, Inspector, Producer, QueueKeys, QueueStats, RedisConfig, RetryDead,
-    Storage, StorageError, StoredRecord, TrimReport,
+    Cancelled, DeadJob, DeadReason, DeadRecord, Inspector, Paused, Producer, QueueKeys, QueueStats,
+    RedisConfig, RetryDead, Storage, StorageError, StoredRecord, TrimReport,
 };
 /// The command line of a worker binary (feature `cli`, on by default).
 #[cfg(feature = "cli")]

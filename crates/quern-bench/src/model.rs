@@ -15,6 +15,9 @@ pub enum SystemName {
     Quern,
     /// Quern with one empty middleware layer around every execution: what middleware costs.
     QuernLayer,
+    /// Quern with jobs that keep their result (`{"n":i}`, kept 1 h): what results cost. Its
+    /// `redis_memory` is the bytes one retained result takes.
+    QuernResult,
     /// Raw redis-rs on Redis Streams: the physical limit of one Redis.
     RedisLimit,
     /// apalis 1.0 + apalis-redis 1.0.
@@ -31,6 +34,7 @@ impl SystemName {
         match self {
             SystemName::Quern => "quern",
             SystemName::QuernLayer => "quern-layer",
+            SystemName::QuernResult => "quern-result",
             SystemName::RedisLimit => "redis-limit",
             SystemName::ApalisRedis => "apalis-redis",
             SystemName::BullmqOfficial => "bullmq-official",

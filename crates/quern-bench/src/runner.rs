@@ -32,7 +32,8 @@ pub async fn run_child(system: SystemName, workload: Workload, env: &Env) -> Chi
         SystemName::BullmqOfficial => measure::<BullMq>(workload, env).await,
         SystemName::Chasquimq => measure::<Chasquimq>(workload, env).await,
         SystemName::Quern => measure::<crate::systems::quern::Quern>(workload, env).await,
-        SystemName::QuernLayer => measure::<crate::systems::quern::Quern<true>>(workload, env).await,
+        SystemName::QuernLayer => measure::<crate::systems::quern::Quern<1>>(workload, env).await,
+        SystemName::QuernResult => measure::<crate::systems::quern::Quern<2>>(workload, env).await,
     }
 }
 
@@ -167,14 +168,14 @@ async fn measure_workload<S: System>(sys: &mut S, workload: Workload, env: &Env)
             let n = sizes.memory;
             let mut con = util::connect(&env.redis_url).await?;
             let before = util::used_memory(&mut con).await?;
-            tokio::time::timeout(bound, sys.enqueue_bulk(n))
+            tokio::time::timeout(bound, sys.fill_for_memory(n, sizes.concurrency, bound))
                 .await
                 .context("timed out")??;
             tokio::time::sleep(Duration::from_millis(200)).await;
             let after = util::used_memory(&mut con).await?;
             vec![
                 Measurement::new("bytes_per_job", "B/job", (after - before) as f64 / n as f64).with_note(
-                    format!("{n} pending jobs; INFO used_memory delta on a shared server"),
+                    format!("{n} {}; INFO used_memory delta on a shared server", S::MEMORY_OF),
                 ),
             ]
         }

@@ -1,11 +1,15 @@
 //! What one execution knows about itself.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use crate::envelope::JobId;
+use crate::envelope::{JobId, MAX_PAYLOAD_BYTES};
+use crate::error::JobError;
+use crate::resource::Extensions;
 
 /// A signal that the worker is shutting down.
 ///
@@ -63,6 +67,14 @@ pub struct JobContext {
     pub enqueued_at: SystemTime,
     /// Fires when the worker begins a graceful shutdown.
     pub shutdown: Shutdown,
+    /// Fires when someone cancels this job (`Inspector::cancel`, `job cancel <id>`).
+    cancel: Option<CancellationToken>,
+    /// The worker's shared state ([`Worker::extension`](../../quern_worker/struct.Worker.html)).
+    extensions: Option<Arc<Extensions>>,
+    /// The value this execution produced ([`JobContext::set_result`]).
+    result: OnceLock<Box<RawValue>>,
+    /// The largest result accepted, in bytes.
+    result_limit: usize,
 }
 
 impl JobContext {
@@ -76,6 +88,10 @@ impl JobContext {
             max_attempts: attempt.max(1),
             enqueued_at: SystemTime::now(),
             shutdown: Shutdown::new(),
+            cancel: None,
+            extensions: None,
+            result: OnceLock::new(),
+            result_limit: MAX_PAYLOAD_BYTES,
         }
     }
 
@@ -98,7 +114,83 @@ impl JobContext {
             max_attempts,
             enqueued_at,
             shutdown,
+            cancel: None,
+            extensions: None,
+            result: OnceLock::new(),
+            result_limit: MAX_PAYLOAD_BYTES,
         }
+    }
+
+    /// Uses `token` as this execution's cancellation signal.
+    #[must_use]
+    pub fn with_cancel(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Gives the execution the worker's shared state.
+    #[must_use]
+    pub fn with_extensions(mut self, extensions: Arc<Extensions>) -> Self {
+        self.extensions = Some(extensions);
+        self
+    }
+
+    /// Sets the largest result [`set_result`](Self::set_result) accepts, in bytes.
+    #[must_use]
+    pub fn with_result_limit(mut self, bytes: usize) -> Self {
+        self.result_limit = bytes;
+        self
+    }
+
+    /// Whether this job was cancelled while it ran. A job that runs for long checks this (or
+    /// races its work against [`cancelled`](Self::cancelled)) and returns early: whatever it
+    /// returns then, the job ends as cancelled and is never retried. One that ignores it is
+    /// stopped after the worker's cancel grace period.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// Completes when this job is cancelled (never, for an execution nobody can cancel).
+    pub async fn cancelled(&self) {
+        match &self.cancel {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Shared state of type `T` the worker was given ([`Worker::extension`]): an HTTP client, a
+    /// connection pool, the app's config. `None` when the worker has none of that type.
+    ///
+    /// [`Worker::extension`]: ../../quern_worker/struct.Worker.html#method.extension
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.extensions.as_deref()?.get::<T>()
+    }
+
+    /// Keeps `value` as this job's result: stored with the job when it completes, for as long
+    /// as its type's [`JobOptions::keep_result`](crate::JobOptions::keep_result) says (and
+    /// dropped when that is unset), readable by id (`Inspector::find_job`, `job show <id>`).
+    ///
+    /// A value that cannot be serialized, or is over the size limit (the payload limit, 1 MiB
+    /// by default), is an error: return it (`?`) and the attempt fails with it, retried per the
+    /// job's policy. Setting a second result is an error too.
+    pub fn set_result<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), JobError> {
+        let raw = serde_json::value::to_raw_value(value)
+            .map_err(|e| JobError::retryable(e).context("serializing the job's result"))?;
+        let size = raw.get().len();
+        if size > self.result_limit {
+            return Err(JobError::retryable(format!(
+                "the job's result is {size} bytes, over the limit of {} bytes",
+                self.result_limit
+            )));
+        }
+        self.result
+            .set(raw)
+            .map_err(|_| JobError::permanent("the job's result was already set; set it once"))
+    }
+
+    /// The result set by [`set_result`](Self::set_result), as JSON.
+    pub fn result(&self) -> Option<&RawValue> {
+        self.result.get().map(|raw| &**raw)
     }
 
     /// Sets the attempt budget.

@@ -77,6 +77,29 @@ impl JobError {
         self
     }
 
+    /// Not a failure: "not now, run me again after `delay`" (a rate limit answered 429, a lock
+    /// held elsewhere). The job is put back, due after `delay`, with the same attempt number: no
+    /// attempt is spent and no error is logged or recorded.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// use quern_core::JobError;
+    /// let e = JobError::snooze(Duration::from_secs(30));
+    /// assert_eq!(e.snoozed_for(), Some(Duration::from_secs(30)));
+    /// assert_eq!(JobError::msg("boom").snoozed_for(), None);
+    /// ```
+    pub fn snooze(delay: std::time::Duration) -> Self {
+        Self::retryable(Snooze(delay))
+    }
+
+    /// How long the job asked to wait, when this is a [`snooze`](Self::snooze).
+    pub fn snoozed_for(&self) -> Option<std::time::Duration> {
+        if self.context.is_some() {
+            return None;
+        }
+        self.source.downcast_ref::<Snooze>().map(|s| s.0)
+    }
+
     /// Marks this failure as permanent: no further attempts.
     #[must_use]
     pub fn into_permanent(mut self) -> Self {
@@ -137,6 +160,18 @@ impl fmt::Debug for JobError {
             .finish()
     }
 }
+
+/// What [`JobError::snooze`] carries.
+#[derive(Debug)]
+struct Snooze(std::time::Duration);
+
+impl fmt::Display for Snooze {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "snoozed for {} ms", self.0.as_millis())
+    }
+}
+
+impl StdError for Snooze {}
 
 #[derive(Debug)]
 struct Contextual {

@@ -85,6 +85,10 @@ pub struct JobOptions {
     pub timeout: Option<Duration>,
     /// Where the execution runs.
     pub isolation: Isolation,
+    /// How long a completed job's status and result ([`JobContext::set_result`]) are kept,
+    /// readable by id. `None` (the default) keeps nothing: completing such a job writes
+    /// nothing more than an acknowledgement.
+    pub keep_result: Option<Duration>,
 }
 
 impl Default for JobOptions {
@@ -95,6 +99,7 @@ impl Default for JobOptions {
             backoff: Backoff::default(),
             timeout: Some(Duration::from_secs(30 * 60)),
             isolation: Isolation::Task,
+            keep_result: None,
         }
     }
 }
@@ -131,6 +136,13 @@ impl JobOptions {
     #[must_use]
     pub fn timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.timeout = timeout.into();
+        self
+    }
+
+    /// Keeps each completed job's status and result for `ttl` (at least 1 ms), readable by id.
+    #[must_use]
+    pub fn keep_result(mut self, ttl: Duration) -> Self {
+        self.keep_result = Some(ttl.max(Duration::from_millis(1)));
         self
     }
 

@@ -10,6 +10,7 @@
 //! - [`resource`] — the [`Resource`] lifecycle (acquire before `run`, release after, on every path).
 //! - [`retry`] — [`Backoff`], how long to wait before the next attempt.
 //! - [`redact`] — [`redact_url`], for printing connection URLs without passwords.
+//! - [`enqueue`] — [`EnqueueOptions`], how one enqueue differs from its job type's defaults.
 //! - [`envelope`] — the wire [`Envelope`], job ids, and payload decoding with precise diagnostics.
 //! - [`lifecycle`] — [`decide`](lifecycle::decide): an attempt's outcome + the job's policy -> its fate.
 //! - [`broker`] — the [`Broker`] trait the worker talks to, the types that cross it, an
@@ -24,6 +25,7 @@ pub mod broker;
 pub mod clock;
 pub mod context;
 pub mod dead;
+pub mod enqueue;
 pub mod envelope;
 pub mod error;
 pub mod events;
@@ -34,11 +36,12 @@ pub mod resource;
 pub mod retry;
 pub mod state;
 
-pub use broker::{Broker, BrokerError, DeadRetention, Delivery, Settle, SettleOptions, TrimReport};
+pub use broker::{Broker, BrokerError, Control, DeadRetention, Delivery, Settle, SettleOptions, TrimReport};
 pub use clock::{Clock, ManualClock};
 pub use context::{JobContext, Shutdown};
 pub use dead::{DeadReason, DeadRecord};
-pub use envelope::{DecodeError, DecodeErrorKind, Envelope, JobId, MAX_PAYLOAD_BYTES};
+pub use enqueue::{EnqueueOptions, Enqueued, When};
+pub use envelope::{DecodeError, DecodeErrorKind, Envelope, Headers, InvalidJobId, JobId, MAX_PAYLOAD_BYTES};
 pub use error::{ErrorChain, JobError};
 pub use events::{Event, EventKind, Events};
 pub use job::{Isolation, Job, JobOptions};
@@ -46,4 +49,4 @@ pub use lifecycle::{AttemptOutcome, Fate};
 pub use redact::redact_url;
 pub use resource::{Extensions, Outcome, Resource, ResourceContext};
 pub use retry::Backoff;
-pub use state::{JobInfo, JobState, LeaseInfo, QueueStats};
+pub use state::{FinishedRecord, JobInfo, JobState, LeaseInfo, QueueStats};

@@ -20,8 +20,12 @@ pub enum JobState {
     Retrying,
     /// In the dead set.
     Dead,
-    /// Finished successfully (kept only while its completed entry is not yet trimmed).
+    /// Finished successfully: known while its status record is kept
+    /// ([`JobOptions::keep_result`](crate::JobOptions::keep_result)), or while its completed
+    /// stream entry is not yet trimmed.
     Completed,
+    /// Cancelled before or while it ran; it never runs again.
+    Cancelled,
 }
 
 impl std::fmt::Display for JobState {
@@ -33,6 +37,7 @@ impl std::fmt::Display for JobState {
             JobState::Retrying => "retrying",
             JobState::Dead => "dead",
             JobState::Completed => "completed",
+            JobState::Cancelled => "cancelled",
         })
     }
 }
@@ -59,6 +64,10 @@ pub struct QueueStats {
     /// counting those that could not start: an envelope or payload that cannot be decoded, or
     /// an unknown job type.
     pub failed: u64,
+    /// Cancelled since the queue was created.
+    pub cancelled: u64,
+    /// Whether the queue is paused: jobs keep arriving and wait, no worker claims them.
+    pub paused: bool,
 }
 
 impl QueueStats {
@@ -107,12 +116,17 @@ pub struct JobInfo {
     pub state: JobState,
     /// The stored envelope text, when the job is in the queue, delayed or retrying.
     pub envelope: Option<String>,
+    /// The stream entry it is stored as, when it is in the stream (pending, running, or
+    /// completed and not yet trimmed).
+    pub entry: Option<String>,
     /// When it is due (ms since the epoch), when scheduled or retrying.
     pub due_ms: Option<u64>,
     /// Its lease, when running.
     pub lease: Option<LeaseInfo>,
     /// Its dead record, when dead.
     pub dead: Option<DeadRecord>,
+    /// Its status record, when completed or cancelled and still kept.
+    pub finished: Option<FinishedRecord>,
 }
 
 impl JobInfo {
@@ -123,9 +137,73 @@ impl JobInfo {
             queue: queue.into(),
             state,
             envelope: None,
+            entry: None,
             due_ms: None,
             lease: None,
             dead: None,
+            finished: None,
         }
+    }
+}
+
+/// What is kept about a job that completed (when its type keeps results) or was cancelled:
+/// stored as JSON under the job's id, for a while (`docs/wire-format.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct FinishedRecord {
+    /// The job id.
+    pub id: String,
+    /// The job's registered name.
+    pub job: String,
+    /// Its queue.
+    pub queue: String,
+    /// `completed` or `cancelled`.
+    pub state: String,
+    /// The attempt that finished it (1 for the first execution); 0 when it was cancelled
+    /// before it ever ran.
+    pub attempt: u32,
+    /// When it was first enqueued, ms since the epoch (0 when unknown).
+    #[serde(default)]
+    pub enqueued_at: u64,
+    /// When it finished, ms since the epoch.
+    pub finished_at: u64,
+    /// The result it produced, as JSON text ([`JobContext::set_result`](crate::JobContext::set_result)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// The last failed attempt before it finished, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<crate::envelope::Failure>,
+}
+
+impl FinishedRecord {
+    /// A record of job `id` (`job`, in `queue`) that ended in `state` at `finished_at`.
+    pub fn new(
+        id: impl Into<String>,
+        job: impl Into<String>,
+        queue: impl Into<String>,
+        state: JobState,
+        finished_at: u64,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            job: job.into(),
+            queue: queue.into(),
+            state: state.to_string(),
+            attempt: 0,
+            enqueued_at: 0,
+            finished_at,
+            result: None,
+            last_error: None,
+        }
+    }
+
+    /// The JSON text stored.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("a finished record always serializes")
+    }
+
+    /// The result, decoded into `T`.
+    pub fn result_as<T: serde::de::DeserializeOwned>(&self) -> Option<Result<T, serde_json::Error>> {
+        self.result.as_deref().map(serde_json::from_str)
     }
 }

@@ -10,23 +10,28 @@
 //! [`keys`]: crate::keys
 
 /// A producer: `enqueue`, `enqueue_many` (batches are `MULTI`/`EXEC` transactions),
-/// `enqueue_in`/`enqueue_at` (`schedule.lua`: `ZADD`, `HSET`, `LPUSH`, `LTRIM`), recording the
-/// queue (`SADD`), the start-up memory check (`INFO`), and loading scripts after a restart.
-pub const PRODUCER: &str = "+xadd +sadd +multi +exec +evalsha +script|load +zadd +hset +lpush +ltrim +info";
+/// `enqueue_in`/`enqueue_at` (`schedule.lua`: `ZADD`, `HSET`, `LPUSH`, `LTRIM`), a caller-supplied
+/// id (`enqueue_id.lua`: `HGET`, `HEXISTS`, `EXISTS` first), recording the queue (`SADD`), the
+/// start-up memory check (`INFO`), and loading scripts after a restart.
+pub const PRODUCER: &str =
+    "+xadd +sadd +multi +exec +evalsha +script|load +zadd +hset +lpush +ltrim +info +hget +hexists +exists";
 
 /// A worker: the consumer group (`XGROUP CREATE` at start, `DELCONSUMER` at shutdown), claims
 /// (`XREADGROUP`), lease renewal (`XCLAIM`), the wake-up wait (`BLPOP`), the start-up memory
 /// check (`INFO`), and the scripts that complete, retry, dead-letter, promote, requeue,
-/// release and trim (the other commands listed).
+/// release and trim (the other commands listed); the pause and cancel poll (`EXISTS`, `MGET`) and
+/// `finish.lua` (a kept result, a cancelled job: `SET`, `DEL`).
 pub const WORKER: &str = "+xgroup|create +xgroup|delconsumer +xinfo|groups +xreadgroup +xclaim +blpop \
      +evalsha +script|load +info +xack +xdel +xadd +xrange +xpending +xtrim +xlen +exists +hset +hdel \
-     +hincrby +zadd +zrange +zrem +zcard +lpush +ltrim";
+     +hincrby +zadd +zrange +zrem +zcard +lpush +ltrim +mget +set +del";
 
 /// The admin CLI and [`Inspector`](crate::Inspector): `stats` (counts, and the trim it does
-/// first), `dead list/show/retry/delete/purge`, `job show`, and the memory check shown under
+/// first), `dead list/show/retry/delete/purge`, `job show`, `job cancel` (`cancel.lua`),
+/// `queue pause/resume` (`SET`, `DEL`), and the memory check shown under
 /// `stats`. `quern enqueue` is a producer's command: give its user [`PRODUCER`] as well.
 pub const ADMIN: &str = "+smembers +xlen +zcard +hgetall +hget +hmget +zrange +zscore +zrem +hdel \
-     +unlink +evalsha +script|load +info +exists +xinfo|groups +xpending +xtrim +xrange +xadd +hset";
+     +unlink +evalsha +script|load +info +exists +xinfo|groups +xpending +xtrim +xrange +xadd +hset \
+     +get +set +del +hincrby +xdel";
 
 /// The `ACL SETUSER` arguments after the user name and password for `commands` (one of
 /// [`PRODUCER`], [`WORKER`], [`ADMIN`]) under key prefix `prefix` (Quern's default is `quern`):

@@ -50,6 +50,23 @@ pub enum StorageError {
     /// A queue name that cannot be used.
     #[error(transparent)]
     QueueName(#[from] InvalidQueueName),
+
+    /// A caller-supplied job id breaks a rule ([`JobId::caller`](quern_core::JobId::caller)).
+    #[error(transparent)]
+    JobId(#[from] quern_core::InvalidJobId),
+
+    /// A queue no job was ever enqueued to.
+    #[error("unknown queue {queue:?}: the known queues are {known:?}")]
+    UnknownQueue {
+        /// The name given.
+        queue: String,
+        /// The queues that exist.
+        known: Vec<String>,
+    },
+
+    /// Enqueue options that cannot be honoured as given.
+    #[error("invalid enqueue options: {0}")]
+    Options(String),
     /// Something this version of Quern's Redis storage cannot do (a settle kind added to
     /// `quern-core` after it was written).
     #[error("quern-redis cannot {what}: upgrade quern-redis to the version of quern-core in use")]
@@ -101,6 +118,9 @@ impl StorageError {
             }
             StorageError::Payload(_)
             | StorageError::QueueName(_)
+            | StorageError::JobId(_)
+            | StorageError::UnknownQueue { .. }
+            | StorageError::Options(_)
             | StorageError::Unsupported { .. }
             | StorageError::Protocol { .. } => false,
         }

@@ -93,6 +93,11 @@ pub struct QueueKeys {
     /// script that moves such a job rewrites its value in the same call; completion and
     /// dead-lettering remove it (dead jobs are found in [`dead_records`](Self::dead_records)).
     pub jobs: String,
+    /// String: present while the queue is paused; its value is when it was paused (ms since
+    /// the epoch). Workers claim nothing from a paused queue; jobs keep arriving and wait.
+    pub paused: String,
+    /// Prefix of the per-job keys (`…:done:<job id>`, `…:cancel:<job id>`).
+    prefix: String,
 }
 
 impl QueueKeys {
@@ -109,11 +114,27 @@ impl QueueKeys {
             wake: k("wake"),
             stats: k("stats"),
             jobs: k("jobs"),
+            paused: k("paused"),
+            prefix: k(""),
         }
     }
 
-    /// Every key of this queue.
-    pub fn all(&self) -> [&str; 8] {
+    /// String: the [`FinishedRecord`](quern_core::FinishedRecord) JSON of job `id` — a completed
+    /// job whose type keeps results, or a cancelled one — expiring when it is no longer kept.
+    pub fn done(&self, id: &str) -> String {
+        format!("{}done:{id}", self.prefix)
+    }
+
+    /// String: present while the running job `id` is asked to stop (a cancel). Keyed by the
+    /// job's id, not its entry, so the request follows the job when it moves (its worker died
+    /// and another one runs it). Expires on its own after a day.
+    pub fn cancel(&self, id: &str) -> String {
+        format!("{}cancel:{id}", self.prefix)
+    }
+
+    /// Every fixed key of this queue (the per-job [`done`](Self::done) and
+    /// [`cancel`](Self::cancel) keys expire on their own).
+    pub fn all(&self) -> [&str; 9] {
         [
             &self.stream,
             &self.scheduled,
@@ -123,6 +144,7 @@ impl QueueKeys {
             &self.wake,
             &self.stats,
             &self.jobs,
+            &self.paused,
         ]
     }
 }
@@ -167,6 +189,8 @@ mod tests {
         assert_eq!(k.stream, "quern:{emails}:stream");
         assert_eq!(k.dead_records, "quern:{emails}:dead:records");
         assert_eq!(k.jobs, "quern:{emails}:jobs");
+        assert_eq!(k.done("order-1"), "quern:{emails}:done:order-1");
+        assert_eq!(k.cancel("emails/1-0"), "quern:{emails}:cancel:emails/1-0");
         assert!(k.all().iter().all(|key| key.contains("{emails}")));
     }
 

@@ -36,7 +36,7 @@ pub mod scripts;
 pub mod storage;
 
 pub use error::StorageError;
-pub use inspector::{DeadJob, Inspector, RetriedDead, RetryDead, StoredRecord};
+pub use inspector::{Cancelled, DeadJob, Inspector, Paused, RetriedDead, RetryDead, StoredRecord};
 pub use keys::QueueKeys;
 pub use producer::Producer;
 pub use quern_core::broker::{

@@ -4,13 +4,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use quern_core::envelope::{check_size, decode_payload, encode_new};
-use quern_core::{Envelope, Event, EventKind, Events, Job, JobId};
+use std::borrow::Cow;
+
+use quern_core::envelope::{NewEnvelope, check_size, decode_payload, encode_new};
+use quern_core::{EnqueueOptions, Enqueued, Event, EventKind, Events, Job, JobId, When};
 use serde_json::value::RawValue;
 
 use crate::error::StorageError;
 use crate::keys::{QueueKeys, validate_queue};
-use crate::storage::{RedisConfig, Storage};
+use crate::storage::{IdPush, RedisConfig, Storage};
 
 /// Jobs per round trip in [`Producer::enqueue_many`].
 const BULK_CHUNK: usize = 1000;
@@ -99,14 +101,17 @@ impl Producer {
         &self.storage
     }
 
-    /// The first-attempt envelope of `job`, in one pass; with `id` unset (the common case) it
-    /// carries none, and the stream entry's id stands for it.
-    fn encode<J: Job>(&self, id: &JobId, job: &J) -> Result<String, StorageError> {
-        encode_new(id, J::NAME, job, self.storage.config().max_payload_bytes).map_err(StorageError::Payload)
+    /// The first-attempt envelope of `job`, in one pass.
+    fn encode<J: Job>(&self, new: &NewEnvelope<'_>, job: &J) -> Result<String, StorageError> {
+        encode_new(new, job, self.storage.config().max_payload_bytes).map_err(StorageError::Payload)
     }
 
-    fn queue<J: Job>() -> Result<String, StorageError> {
-        let queue = J::options().queue.into_owned();
+    /// The queue a job goes to: the options' override, else its type's.
+    fn queue<'o, J: Job>(options: &'o EnqueueOptions) -> Result<Cow<'o, str>, StorageError> {
+        let queue = match options.queue_override() {
+            Some(q) => Cow::Borrowed(q),
+            None => Cow::Owned(J::options().queue.into_owned()),
+        };
         validate_queue(&queue)?;
         Ok(queue)
     }
@@ -114,11 +119,33 @@ impl Producer {
     /// Enqueues one job to run now; returns its id, `<queue>/<entry id>` (the envelope carries
     /// none: the id says where the job is, and finding it needs no index).
     pub async fn enqueue<J: Job>(&self, job: &J) -> Result<JobId, StorageError> {
-        let queue = Self::queue::<J>()?;
-        let envelope = self.encode(&unset(), job)?;
-        let id = self.push_one(&queue, envelope).await?;
-        self.enqueued(&queue, J::NAME, [&id]);
-        Ok(id)
+        Ok(self.enqueue_with(job, EnqueueOptions::new()).await?.id)
+    }
+
+    /// Enqueues one job as `options` say: another queue, a delay or a time, an attempt budget,
+    /// a caller-supplied id (idempotent: a second enqueue with an id already known writes
+    /// nothing and returns [`Enqueued::duplicate`] `true`), headers.
+    ///
+    /// ```no_run
+    /// # use quern_core::{Job, JobContext, JobError};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Charge { order: u64 }
+    /// # impl Job for Charge { const NAME: &'static str = "charge"; type Resources = ();
+    /// #   async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> { Ok(()) } }
+    /// # async fn demo(producer: quern_redis::Producer) -> Result<(), quern_redis::StorageError> {
+    /// use quern_core::EnqueueOptions;
+    /// let first = producer.enqueue_with(&Charge { order: 7 }, EnqueueOptions::new().id("charge:7")).await?;
+    /// let again = producer.enqueue_with(&Charge { order: 7 }, EnqueueOptions::new().id("charge:7")).await?;
+    /// assert!(!first.duplicate && again.duplicate && first.id == again.id);
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_with<J: Job>(
+        &self,
+        job: &J,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, StorageError> {
+        let queue = Self::queue::<J>(&options)?;
+        self.write_one(&queue, J::NAME, &options, |new| self.encode(new, job))
+            .await
     }
 
     /// Enqueues many jobs, one round trip per 1,000; returns their ids in order.
@@ -126,13 +153,46 @@ impl Producer {
         &self,
         jobs: impl IntoIterator<Item = &'a J>,
     ) -> Result<Vec<JobId>, StorageError> {
-        let queue = Self::queue::<J>()?;
+        self.enqueue_many_with(jobs, &EnqueueOptions::new()).await
+    }
+
+    /// Enqueues many jobs with the same `options` (queue, delay or time, attempts, headers),
+    /// one round trip per 1,000; returns their ids in order. A caller-supplied id names one
+    /// job: it is refused here (enqueue such jobs one by one with [`enqueue_with`](Self::enqueue_with)).
+    pub async fn enqueue_many_with<'a, J: Job + 'a>(
+        &self,
+        jobs: impl IntoIterator<Item = &'a J>,
+        options: &EnqueueOptions,
+    ) -> Result<Vec<JobId>, StorageError> {
+        if options.caller_id().is_some() {
+            return Err(StorageError::Options(
+                "a caller-supplied id names one job: enqueue such jobs one by one with enqueue_with".into(),
+            ));
+        }
+        let queue = Self::queue::<J>(options)?;
         let keys = self.storage.keys(&queue);
         let mut ids = Vec::new();
+        if let Some(due) = self.due(options.when_to_run()) {
+            // Delayed jobs carry an id of their own (they have no stream entry yet).
+            let mut batch = Vec::new();
+            for job in jobs {
+                let id = JobId::new();
+                let new = new_envelope(&id, J::NAME, options);
+                batch.push((due, self.encode(&new, job)?));
+                ids.push(id);
+            }
+            for chunk in batch.chunks(BULK_CHUNK) {
+                self.check_server_once().await;
+                self.storage.schedule(&keys, chunk).await?;
+            }
+            self.enqueued(&queue, J::NAME, &ids);
+            return Ok(ids);
+        }
         let mut chunk = Vec::with_capacity(BULK_CHUNK);
         let no_id = unset();
+        let new = new_envelope(&no_id, J::NAME, options);
         for job in jobs {
-            chunk.push(self.encode(&no_id, job)?);
+            chunk.push(self.encode(&new, job)?);
             if chunk.len() == BULK_CHUNK {
                 self.push_chunk(&keys, &chunk, &mut ids).await?;
                 chunk.clear();
@@ -163,30 +223,16 @@ impl Producer {
     /// Enqueues a job to run after `delay` (millisecond precision), counted from the storage's
     /// clock.
     pub async fn enqueue_in<J: Job>(&self, job: &J, delay: Duration) -> Result<JobId, StorageError> {
-        self.enqueue_at(job, self.storage.clock().now() + delay).await
+        Ok(self
+            .enqueue_with(job, EnqueueOptions::new().delay(delay))
+            .await?
+            .id)
     }
 
     /// Enqueues a job to run at `at` (millisecond precision); a time in the past runs now. A
     /// delayed job carries an id of its own (it has no stream entry yet) and is indexed by it.
     pub async fn enqueue_at<J: Job>(&self, job: &J, at: SystemTime) -> Result<JobId, StorageError> {
-        let queue = Self::queue::<J>()?;
-        match self.due_later(at) {
-            None => {
-                let envelope = self.encode(&unset(), job)?;
-                let id = self.push_one(&queue, envelope).await?;
-                self.enqueued(&queue, J::NAME, [&id]);
-                Ok(id)
-            }
-            Some(due) => {
-                let id = JobId::new();
-                let envelope = self.encode(&id, job)?;
-                let keys = self.storage.keys(&queue);
-                self.check_server_once().await;
-                self.storage.schedule(&keys, &[(due, envelope)]).await?;
-                self.enqueued(&queue, J::NAME, [&id]);
-                Ok(id)
-            }
-        }
+        Ok(self.enqueue_with(job, EnqueueOptions::new().at(at)).await?.id)
     }
 
     /// Enqueues a job given by name and JSON text, as the CLI does. Invalid JSON is refused with
@@ -198,25 +244,83 @@ impl Producer {
         json: &str,
         at: Option<SystemTime>,
     ) -> Result<JobId, StorageError> {
-        validate_queue(queue)?;
+        let mut options = EnqueueOptions::new().queue(queue);
+        if let Some(at) = at {
+            options = options.at(at);
+        }
+        Ok(self.enqueue_json_with(job_name, json, options).await?.id)
+    }
+
+    /// Enqueues a job given by name and JSON text with `options` (the queue defaults to
+    /// `default`: this path knows no job type). Invalid JSON is refused with the position of
+    /// the error, and nothing is written.
+    pub async fn enqueue_json_with(
+        &self,
+        job_name: &str,
+        json: &str,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, StorageError> {
+        let queue = options.queue_override().unwrap_or("default").to_owned();
+        validate_queue(&queue)?;
         check_size(json.as_bytes(), self.storage.config().max_payload_bytes)
             .map_err(StorageError::Payload)?;
         let payload: Box<RawValue> = decode_payload(json).map_err(StorageError::Payload)?;
-        match at.and_then(|at| self.due_later(at)) {
-            None => {
-                let env = Envelope::with_id(unset(), job_name, &payload);
-                let id = self.push_one(queue, env.encode()).await?;
-                self.enqueued(queue, job_name, [&id]);
-                Ok(id)
+        self.write_one(&queue, job_name, &options, |new| self.encode_raw(new, &payload))
+            .await
+    }
+
+    fn encode_raw(&self, new: &NewEnvelope<'_>, payload: &RawValue) -> Result<String, StorageError> {
+        encode_new(new, payload, usize::MAX).map_err(StorageError::Payload)
+    }
+
+    /// Writes one job to `queue` as `options` say; `encode` makes its envelope.
+    async fn write_one(
+        &self,
+        queue: &str,
+        job_name: &str,
+        options: &EnqueueOptions,
+        encode: impl FnOnce(&NewEnvelope<'_>) -> Result<String, StorageError>,
+    ) -> Result<Enqueued, StorageError> {
+        let caller = options.caller_id().transpose()?;
+        let due = self.due(options.when_to_run());
+        let keys = self.storage.keys(queue);
+        let enqueued = match (caller, due) {
+            (None, None) => {
+                let no_id = unset();
+                let envelope = encode(&new_envelope(&no_id, job_name, options))?;
+                Enqueued::new(self.push_one(queue, envelope).await?, queue)
             }
-            Some(due) => {
-                let env = Envelope::new(job_name, &payload);
-                let keys = self.storage.keys(queue);
+            (None, Some(due)) => {
+                let id = JobId::new();
+                let envelope = encode(&new_envelope(&id, job_name, options))?;
                 self.check_server_once().await;
-                self.storage.schedule(&keys, &[(due, env.encode())]).await?;
-                self.enqueued(queue, job_name, [&env.id]);
-                Ok(env.id)
+                self.storage.schedule(&keys, &[(due, envelope)]).await?;
+                Enqueued::new(id, queue)
             }
+            (Some(id), due) => {
+                let envelope = encode(&new_envelope(&id, job_name, options))?;
+                self.check_server_once().await;
+                match self
+                    .storage
+                    .push_with_id(&keys, id.as_str(), &envelope, due)
+                    .await?
+                {
+                    IdPush::Written(_) => Enqueued::new(id, queue),
+                    IdPush::Exists(_) => return Ok(Enqueued::duplicate(id, queue)),
+                }
+            }
+        };
+        self.enqueued(queue, job_name, [&enqueued.id]);
+        Ok(enqueued)
+    }
+
+    /// The due time `when` names, ms since the epoch, when it is after the clock's now.
+    fn due(&self, when: When) -> Option<u64> {
+        match when {
+            When::Now => None,
+            When::In(delay) => self.due_later(self.storage.clock().now() + delay),
+            When::At(at) => self.due_later(at),
+            _ => None,
         }
     }
 
@@ -238,6 +342,11 @@ impl Producer {
             None => Err(missing_ids(1, 0)),
         }
     }
+}
+
+/// The new envelope of a job of `job_name` with id `id`, as `options` say.
+fn new_envelope<'a>(id: &'a JobId, job_name: &'a str, options: &'a EnqueueOptions) -> NewEnvelope<'a> {
+    NewEnvelope::new(id, job_name, options.headers()).max_attempts(options.attempts_override())
 }
 
 /// No id: the envelope leaves it out and the stream entry's id stands for it.

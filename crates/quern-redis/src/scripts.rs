@@ -51,9 +51,12 @@ script!(RELEASE, "release.lua", "envelope_id.lua", "moved_entry.lua");
 script!(RETRY_DEAD, "retry_dead.lua");
 script!(TRIM_ACKED, "trim_acked.lua");
 script!(FIND_ENTRY, "find_entry.lua");
+script!(ENQUEUE_ID, "enqueue_id.lua");
+script!(FINISH, "finish.lua");
+script!(CANCEL, "cancel.lua");
 
 /// Every script, for loading them all after Redis forgot them (a restart, `SCRIPT FLUSH`).
-pub fn all() -> [&'static Script; 10] {
+pub fn all() -> [&'static Script; 13] {
     [
         &SCHEDULE,
         &PROMOTE_DUE,
@@ -65,5 +68,8 @@ pub fn all() -> [&'static Script; 10] {
         &RETRY_DEAD,
         &TRIM_ACKED,
         &FIND_ENTRY,
+        &ENQUEUE_ID,
+        &FINISH,
+        &CANCEL,
     ]
 }

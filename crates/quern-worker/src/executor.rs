@@ -24,6 +24,8 @@ pub(crate) struct Limits {
     pub hard_stop: Shutdown,
     /// Notices a job holding its thread (only on the caller's runtime: `Isolation::Task`).
     pub watchdog: Arc<Watchdog>,
+    /// How long a cancelled job may take to stop on its own before it is stopped.
+    pub cancel_grace: Duration,
 }
 
 /// The parts of a job type's options an execution needs (copied, not cloned per execution).
@@ -61,7 +63,7 @@ pub(crate) async fn execute<J: Job>(
                     }
                 };
                 // Its own thread: blocking there holds up nobody, so no watchdog.
-                let outcome = rt.block_on(run_once(job, &ctx, &ext, timeout, &limits.hard_stop, None));
+                let outcome = rt.block_on(run_once(job, &ctx, &ext, timeout, &limits, None));
                 // Tasks the job spawned (a connection's driver, say) end with its runtime.
                 drop(rt);
                 let _ = tx.send(outcome);
@@ -86,15 +88,7 @@ pub(crate) async fn execute<J: Job>(
         }
         _ => {
             let watched = limits.watchdog.watch(&ctx);
-            run_once(
-                job,
-                &ctx,
-                &ext,
-                options.timeout,
-                &limits.hard_stop,
-                watched.as_ref(),
-            )
-            .await
+            run_once(job, &ctx, &ext, options.timeout, &limits, watched.as_ref()).await
         }
     }
 }
@@ -112,9 +106,12 @@ async fn run_once<J: Job>(
     ctx: &JobContext,
     ext: &Extensions,
     timeout: Option<Duration>,
-    hard_stop: &Shutdown,
+    limits: &Limits,
     watched: Option<&Watched>,
 ) -> AttemptOutcome {
+    if ctx.is_cancelled() {
+        return AttemptOutcome::Cancelled;
+    }
     let mut resources = match <J::Resources as Resource>::acquire(ResourceContext::new(ctx, ext)).await {
         Ok(r) => r,
         Err(error) => {
@@ -124,27 +121,40 @@ async fn run_once<J: Job>(
             };
         }
     };
+    let hard_stop = &limits.hard_stop;
     let outcome = {
         let run = AssertUnwindSafe(InExecution {
             run: Box::pin(job.run(ctx, &mut resources)),
             watched,
         })
         .catch_unwind();
+        let timed = async {
+            match timeout {
+                Some(t) => tokio::time::timeout(t, run).await.ok(),
+                None => Some(run.await),
+            }
+        };
+        tokio::pin!(timed);
         tokio::select! {
-            r = async {
-                match timeout {
-                    Some(t) => tokio::time::timeout(t, run).await.ok(),
-                    None => Some(run.await),
-                }
-            } => match r {
-                None => AttemptOutcome::TimedOut { after: timeout.unwrap_or_default() },
-                Some(Ok(Ok(()))) => AttemptOutcome::Succeeded,
-                Some(Ok(Err(error))) => AttemptOutcome::Failed { error, stage: Stage::Run },
-                Some(Err(panic)) => {
-                    let backtrace = LAST_PANIC_BACKTRACE.with(|c| c.borrow_mut().take());
-                    AttemptOutcome::Panicked { message: panic_message(panic), backtrace }
-                }
+            // A job that returns because it saw its cancellation may be polled before the
+            // signal's branch: it is cancelled all the same.
+            r = &mut timed => match ended(r, timeout) {
+                AttemptOutcome::Succeeded => AttemptOutcome::Succeeded,
+                _ if ctx.is_cancelled() => AttemptOutcome::Cancelled,
+                other => other,
             },
+            _ = ctx.cancelled() => {
+                // Told through its context; it gets the grace period to stop on its own.
+                // Whatever it returns then but success, it ends as cancelled.
+                tokio::select! {
+                    r = &mut timed => match ended(r, timeout) {
+                        AttemptOutcome::Succeeded => AttemptOutcome::Succeeded,
+                        _ => AttemptOutcome::Cancelled,
+                    },
+                    _ = tokio::time::sleep(limits.cancel_grace) => AttemptOutcome::Cancelled,
+                    _ = hard_stop.wait() => AttemptOutcome::Cancelled,
+                }
+            }
             _ = hard_stop.wait() => AttemptOutcome::Interrupted,
         }
     };
@@ -163,6 +173,34 @@ async fn run_once<J: Job>(
         tracing::error!(panic = %panic_message(p), "releasing the job's resources panicked");
     }
     outcome
+}
+
+/// How a run that ended (`None`: timed out) ends the attempt. A job that asked to be snoozed
+/// ([`JobError::snooze`]) is not a failure.
+fn ended(
+    r: Option<Result<Result<(), JobError>, Box<dyn std::any::Any + Send>>>,
+    timeout: Option<Duration>,
+) -> AttemptOutcome {
+    match r {
+        None => AttemptOutcome::TimedOut {
+            after: timeout.unwrap_or_default(),
+        },
+        Some(Ok(Ok(()))) => AttemptOutcome::Succeeded,
+        Some(Ok(Err(error))) => match error.snoozed_for() {
+            Some(delay) => AttemptOutcome::Snoozed { delay },
+            None => AttemptOutcome::Failed {
+                error,
+                stage: Stage::Run,
+            },
+        },
+        Some(Err(panic)) => {
+            let backtrace = LAST_PANIC_BACKTRACE.with(|c| c.borrow_mut().take());
+            AttemptOutcome::Panicked {
+                message: panic_message(panic),
+                backtrace,
+            }
+        }
+    }
 }
 
 /// Marks the thread as running a job while `run` is polled, so the panic hook knows a panic

@@ -5,10 +5,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use quern_core::events::{Event, EventKind};
 use quern_core::lifecycle::{Attempt, AttemptOutcome, Decision, Fate, Policy, decide};
-use quern_core::{DeadReason, DeadRecord, DecodeError, Delivery, Envelope, JobId, Settle};
+use quern_core::{
+    DeadReason, DeadRecord, DecodeError, Delivery, Envelope, FinishedRecord, JobId, JobState, Settle,
+};
+use serde_json::value::RawValue;
 
 use crate::worker::Shared;
 
@@ -24,10 +28,26 @@ pub(crate) struct Job<'a> {
     pub raw: &'a [u8],
     pub attempt: u32,
     pub policy: Policy,
+    /// How long its status and result are kept once completed (`None`: not kept).
+    pub keep_result: Option<Duration>,
 }
+
+/// How long a cancelled job's record is kept, so that its id says "cancelled" (and a caller's
+/// id is not taken again) for a day.
+pub(crate) const CANCELLED_KEPT: Duration = Duration::from_secs(24 * 3600);
 
 /// Decides and builds the settle op of `job`; `None` when the job is given back unsettled.
 pub(crate) fn settle(shared: &Shared, job: Job<'_>, outcome: AttemptOutcome) -> Option<Settle> {
+    settle_with(shared, job, outcome, None)
+}
+
+/// [`settle`], with the result the execution produced.
+pub(crate) fn settle_with(
+    shared: &Shared,
+    job: Job<'_>,
+    outcome: AttemptOutcome,
+    result: Option<&RawValue>,
+) -> Option<Settle> {
     // A success needs neither the time nor a jitter: reading the clock and drawing a number are
     // left to the outcomes that use them (the hot path is a success with nobody listening).
     let succeeded = matches!(outcome, AttemptOutcome::Succeeded);
@@ -64,10 +84,13 @@ pub(crate) fn settle(shared: &Shared, job: Job<'_>, outcome: AttemptOutcome) -> 
         Fate::Complete => {
             shared.counters.succeeded.fetch_add(1, Relaxed);
             shared.events.emit(event(EventKind::Succeeded));
-            Some(Settle::Complete {
-                entry_id: job.entry_id,
-                job_id: job.indexed.then(|| job.id.to_string()),
-            })
+            match job.keep_result {
+                None => Some(Settle::Complete {
+                    entry_id: job.entry_id,
+                    job_id: job.indexed.then(|| job.id.to_string()),
+                }),
+                Some(keep) => Some(finish(shared, job, JobState::Completed, result, keep)),
+            }
         }
         Fate::Retry { at_ms } => {
             shared.counters.failed.fetch_add(1, Relaxed);
@@ -150,11 +173,10 @@ pub(crate) fn settle(shared: &Shared, job: Job<'_>, outcome: AttemptOutcome) -> 
         }
         Fate::Cancelled => {
             tracing::info!("job cancelled; it will not run again");
+            shared.counters.cancelled.fetch_add(1, Relaxed);
             shared.events.emit(event(EventKind::Cancelled));
-            Some(Settle::Complete {
-                entry_id: job.entry_id,
-                job_id: job.indexed.then(|| job.id.to_string()),
-            })
+            let keep = job.keep_result.map_or(CANCELLED_KEPT, |k| k.max(CANCELLED_KEPT));
+            Some(finish(shared, job, JobState::Cancelled, None, keep))
         }
         Fate::GiveBack => {
             tracing::info!("stopped by shutdown; the job goes back to its queue");
@@ -165,6 +187,32 @@ pub(crate) fn settle(shared: &Shared, job: Job<'_>, outcome: AttemptOutcome) -> 
             tracing::error!(?fate, "a fate this worker does not know; the job is given back");
             None
         }
+    }
+}
+
+/// The settle op of a job that ended `state` and whose record is kept for `keep`.
+fn finish(
+    shared: &Shared,
+    job: Job<'_>,
+    state: JobState,
+    result: Option<&RawValue>,
+    keep: Duration,
+) -> Settle {
+    let now = shared.clock.now_ms();
+    let mut record = FinishedRecord::new(job.id.as_str(), &job.env.job, &**job.queue, state, now);
+    record.attempt = job.attempt;
+    record.enqueued_at = job
+        .env
+        .enqueued_at
+        .unwrap_or_else(|| crate::worker::entry_ms(&job.entry_id));
+    record.result = result.map(|r| r.get().to_owned());
+    record.last_error = job.env.failures.last().cloned();
+    Settle::Finish {
+        entry_id: job.entry_id,
+        job_id: job.id.to_string(),
+        cancelled: state == JobState::Cancelled,
+        record: record.encode(),
+        keep_ms: u64::try_from(keep.as_millis()).unwrap_or(u64::MAX).max(1),
     }
 }
 

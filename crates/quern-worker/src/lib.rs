@@ -20,6 +20,7 @@
 mod backoff;
 #[cfg(feature = "cli")]
 pub mod cli;
+mod control;
 mod executor;
 mod fate;
 mod in_flight;

@@ -8,6 +8,7 @@ use quern_core::envelope::{check_size, decode_envelope};
 use quern_core::events::{Event, EventKind};
 use quern_core::lifecycle::{AttemptOutcome, Policy, lost_too_often};
 use quern_core::{DecodeError, Delivery, JobContext, JobId, Settle};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::fate::{self, Job};
@@ -16,7 +17,12 @@ use crate::worker::Shared;
 
 /// Runs one delivery; returns how to settle it, or `None` when it is not settled (given back at
 /// shutdown, or stale: its lease is gone and another copy runs).
-pub(crate) async fn process(shared: &Shared, queue: &Arc<str>, mut d: Delivery) -> Option<Settle> {
+pub(crate) async fn process(
+    shared: &Shared,
+    queue: &Arc<str>,
+    mut d: Delivery,
+    cancel: CancellationToken,
+) -> Option<Settle> {
     let entry_id = std::mem::take(&mut d.entry_id);
     let decoded = if d.envelope.is_empty() {
         Err(if d.foreign_fields.is_some() {
@@ -58,6 +64,7 @@ pub(crate) async fn process(shared: &Shared, queue: &Arc<str>, mut d: Delivery) 
             raw: &d.envelope,
             attempt,
             policy,
+            keep_result: options.and_then(|o| o.keep_result),
         };
         let Some(handler) = handler else {
             let outcome = AttemptOutcome::UnknownJob {
@@ -78,15 +85,20 @@ pub(crate) async fn process(shared: &Shared, queue: &Arc<str>, mut d: Delivery) 
         if let Err(err) = check_size(payload.as_bytes(), shared.max_payload) {
             return fate::settle(shared, job, AttemptOutcome::Undecodable(err));
         }
-        let ctx = Arc::new(JobContext::from_parts(
-            job.id.clone(),
-            env.job.clone(),
-            queue.to_string(),
-            attempt,
-            policy.max_attempts,
-            env.enqueued_time(crate::worker::entry_ms(&job.entry_id)),
-            shared.soft_stop.clone(),
-        ));
+        let ctx = Arc::new(
+            JobContext::from_parts(
+                job.id.clone(),
+                env.job.clone(),
+                queue.to_string(),
+                attempt,
+                policy.max_attempts,
+                env.enqueued_time(crate::worker::entry_ms(&job.entry_id)),
+                shared.soft_stop.clone(),
+            )
+            .with_cancel(cancel)
+            .with_extensions(shared.extensions.clone())
+            .with_result_limit(shared.max_payload),
+        );
         let run = match handler.prepare(
             ctx.clone(),
             payload,
@@ -106,8 +118,8 @@ pub(crate) async fn process(shared: &Shared, queue: &Arc<str>, mut d: Delivery) 
                 shared.clock.now_ms(),
             )
         });
-        let outcome = shared.stack.run(Execution::new(ctx, run)).await;
-        fate::settle(shared, job, outcome)
+        let outcome = shared.stack.run(Execution::new(ctx.clone(), run)).await;
+        fate::settle_with(shared, job, outcome, ctx.result())
     }
     .instrument(span)
     .await

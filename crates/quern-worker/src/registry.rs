@@ -16,6 +16,8 @@ pub(crate) trait Handler: Send + Sync {
     fn options(&self) -> &JobOptions;
     /// Whether the worker's configuration lets this job's resources be acquired.
     fn check(&self, ext: &Extensions) -> Result<(), String>;
+    /// Whether `payload` decodes into this job type.
+    fn check_payload(&self, payload: &str) -> Result<(), DecodeError>;
     /// Decodes `payload` now (so the caller need not copy it) and returns the execution, not
     /// yet started.
     fn prepare(
@@ -39,6 +41,10 @@ impl<J: Job> Handler for Typed<J> {
 
     fn check(&self, ext: &Extensions) -> Result<(), String> {
         <J::Resources as quern_core::Resource>::check(ext)
+    }
+
+    fn check_payload(&self, payload: &str) -> Result<(), DecodeError> {
+        decode_payload::<J>(payload).map(drop)
     }
 
     fn prepare(
@@ -110,6 +116,18 @@ impl Registry {
     /// The options of the job type `name`.
     pub fn options(&self, name: &str) -> Option<&JobOptions> {
         self.handlers.get(name).map(|h| h.options())
+    }
+
+    /// Whether no job type is registered (the generic `quern` binary).
+    pub fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+
+    /// Whether `payload` (JSON text) decodes into the job type registered as `name`: `None`
+    /// when no such type is registered, else the decode result, with the same diagnostic a
+    /// worker would record (field path, line, column, the text around it).
+    pub fn check_payload(&self, name: &str, payload: &str) -> Option<Result<(), DecodeError>> {
+        self.handlers.get(name).map(|h| h.check_payload(payload))
     }
 
     /// Registered names, sorted, owned.

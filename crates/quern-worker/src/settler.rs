@@ -73,7 +73,7 @@ impl<B: Broker> Settler<B> {
                 }
                 let acked = batch
                     .iter()
-                    .filter(|op| matches!(op, Settle::Complete { .. }))
+                    .filter(|op| matches!(op, Settle::Complete { .. } | Settle::Finish { .. }))
                     .count();
                 trim.acknowledged(acked);
                 self.in_flight.remove_all(batch.iter().map(Settle::entry_id));

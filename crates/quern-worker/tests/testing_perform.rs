@@ -385,3 +385,30 @@ async fn a_job_whose_resources_are_configured_runs() {
         .await
         .assert_succeeded();
 }
+
+/// Keeps the sum as its result.
+#[derive(Serialize, Deserialize)]
+struct Sum {
+    a: u64,
+    b: u64,
+}
+
+impl Job for Sum {
+    const NAME: &'static str = "sum";
+    type Resources = ();
+
+    async fn run(self, ctx: &JobContext, _: &mut ()) -> Result<(), JobError> {
+        ctx.set_result(&(self.a + self.b))
+    }
+}
+
+#[tokio::test]
+async fn the_result_a_job_sets_is_returned() {
+    let performed = perform(&Sum { a: 2, b: 3 }).await;
+    performed.assert_succeeded();
+    assert_eq!(performed.result_as::<u64>().map(Result::unwrap), Some(5));
+    assert!(
+        perform(&charge(None)).await.result.is_none(),
+        "none set, none returned"
+    );
+}

@@ -82,6 +82,15 @@ pub trait System: Sized {
     /// Producers and a worker with `concurrency` at once for `secs`; returns jobs handled in that time.
     async fn sustained(&mut self, secs: u64, concurrency: usize) -> Result<u64>;
 
+    /// What `redis_memory` measures for this system: the Redis memory `n` of these take.
+    const MEMORY_OF: &'static str = "pending jobs";
+
+    /// What `redis_memory` stores `n` of (by default, `n` pending jobs: `enqueue_bulk`).
+    async fn fill_for_memory(&mut self, n: usize, concurrency: usize, bound: Duration) -> Result<()> {
+        let _ = (concurrency, bound);
+        self.enqueue_bulk(n).await
+    }
+
     /// A note to print next to this system's figures of `workload` (its configuration).
     fn note(_workload: Workload) -> String {
         String::new()

@@ -18,6 +18,29 @@ static DONE: AtomicU64 = AtomicU64::new(0);
 /// Where the handler reports arrivals during `pickup_latency`.
 static ARRIVALS: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Arrival>>> = Mutex::new(None);
 
+/// The benchmark job of `quern-result`: `{"n": u64}`, keeps `n` as its result for an hour.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BenchResult {
+    n: u64,
+}
+
+impl Job for BenchResult {
+    const NAME: &'static str = "bench_result";
+    type Resources = ();
+
+    fn options() -> JobOptions {
+        JobOptions::new()
+            .queue(QUEUE)
+            .keep_result(Duration::from_secs(3600))
+    }
+
+    async fn run(self, ctx: &JobContext, _: &mut ()) -> Result<(), JobError> {
+        ctx.set_result(&self.n)?;
+        DONE.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
 /// The benchmark job: `{"n": u64}`, a no-op handler (the payload is decoded by Quern).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Bench {
@@ -43,9 +66,10 @@ impl Job for Bench {
 
 const QUEUE: &str = "bench";
 
-/// Quern with its defaults: one worker, batches of up to 256, XACK per settled batch. With
-/// `LAYERED`, one empty middleware layer (tower's `Identity`) wraps every execution.
-pub struct Quern<const LAYERED: bool = false> {
+/// Quern with its defaults: one worker, batches of up to 256, XACK per settled batch. `MODE` 1:
+/// one empty middleware layer (tower's `Identity`) wraps every execution; `MODE` 2: every job
+/// keeps its result (`quern-result`).
+pub struct Quern<const MODE: u8 = 0> {
     env: Env,
     storage: Storage,
     producer: Producer,
@@ -56,11 +80,12 @@ struct Running {
     handle: tokio::task::JoinHandle<Result<WorkerReport, quern_worker::WorkerError>>,
 }
 
-impl<const LAYERED: bool> Quern<LAYERED> {
+impl<const MODE: u8> Quern<MODE> {
     fn start_worker(&self, concurrency: usize) -> Running {
-        let mut worker = Worker::new(self.storage.clone(), Registry::new().register::<Bench>())
-            .configure(|c| c.concurrency = concurrency.max(1));
-        if LAYERED {
+        let registry = Registry::new().register::<Bench>().register::<BenchResult>();
+        let mut worker =
+            Worker::new(self.storage.clone(), registry).configure(|c| c.concurrency = concurrency.max(1));
+        if MODE == 1 {
             worker = worker.layer(tower_layer::Identity::new());
         }
         let stop = Shutdown::new();
@@ -97,12 +122,29 @@ impl Running {
     }
 }
 
-impl<const LAYERED: bool> System for Quern<LAYERED> {
-    const NAME: SystemName = if LAYERED {
-        SystemName::QuernLayer
-    } else {
-        SystemName::Quern
+impl<const MODE: u8> System for Quern<MODE> {
+    const NAME: SystemName = match MODE {
+        1 => SystemName::QuernLayer,
+        2 => SystemName::QuernResult,
+        _ => SystemName::Quern,
     };
+    const MEMORY_OF: &'static str = if MODE == 2 {
+        "retained results (jobs completed, each keeping {\"n\":i} for 1 h; their stream entries trimmed)"
+    } else {
+        "pending jobs"
+    };
+
+    async fn fill_for_memory(&mut self, n: usize, concurrency: usize, bound: Duration) -> Result<()> {
+        self.enqueue_bulk(n).await?;
+        if MODE == 2 {
+            self.process(n, concurrency, bound).await?;
+            // The worker trims completed entries as it goes and when it stops; `stats` trims
+            // what is left, so only the results remain.
+            let keys = self.storage.keys(QUEUE);
+            self.storage.stats(&keys).await?;
+        }
+        Ok(())
+    }
 
     async fn connect(env: &Env) -> Result<Self> {
         let storage = Storage::connect(RedisConfig::new(&env.redis_url).prefix(env.queue())).await?;
@@ -114,13 +156,22 @@ impl<const LAYERED: bool> System for Quern<LAYERED> {
     }
 
     async fn enqueue_one(&mut self, i: u64) -> Result<()> {
-        self.producer.enqueue(&Bench { n: i }).await?;
+        if MODE == 2 {
+            self.producer.enqueue(&BenchResult { n: i }).await?;
+        } else {
+            self.producer.enqueue(&Bench { n: i }).await?;
+        }
         Ok(())
     }
 
     async fn enqueue_bulk(&mut self, n: usize) -> Result<()> {
-        let jobs: Vec<Bench> = (0..n as u64).map(|n| Bench { n }).collect();
-        self.producer.enqueue_many(&jobs).await?;
+        if MODE == 2 {
+            let jobs: Vec<BenchResult> = (0..n as u64).map(|n| BenchResult { n }).collect();
+            self.producer.enqueue_many(&jobs).await?;
+        } else {
+            let jobs: Vec<Bench> = (0..n as u64).map(|n| Bench { n }).collect();
+            self.producer.enqueue_many(&jobs).await?;
+        }
         Ok(())
     }
 

@@ -70,6 +70,9 @@ struct State {
     wake_token: bool,
     completed: u64,
     failed: u64,
+    cancelled: u64,
+    /// job id -> finished record (kept until the broker is dropped).
+    finished: HashMap<String, String>,
 }
 
 struct Entry {
@@ -151,7 +154,14 @@ impl MemoryBroker {
         stats.dead = s.dead.len() as u64;
         stats.completed = s.completed;
         stats.failed = s.failed;
+        stats.cancelled = s.cancelled;
         stats
+    }
+
+    /// The finished record ([`FinishedRecord`](crate::state::FinishedRecord) JSON) of `job_id`
+    /// on `queue`: a completed job whose type keeps results, or a cancelled one.
+    pub fn finished_record(&self, queue: &str, job_id: &str) -> Option<String> {
+        lock(&self.get(queue).inner.state).finished.get(job_id).cloned()
     }
 
     /// The dead record of `job_id` on `queue`, if it is dead.
@@ -256,6 +266,19 @@ impl Broker for MemoryBroker {
             }
             match op {
                 Settle::Complete { .. } => s.completed += 1,
+                Settle::Finish {
+                    job_id,
+                    cancelled,
+                    record,
+                    ..
+                } => {
+                    if *cancelled {
+                        s.cancelled += 1;
+                    } else {
+                        s.completed += 1;
+                    }
+                    s.finished.insert(job_id.clone(), record.clone());
+                }
                 Settle::Retry { due_ms, envelope, .. } | Settle::Snooze { due_ms, envelope, .. } => {
                     if matches!(op, Settle::Retry { .. }) {
                         s.failed += 1;

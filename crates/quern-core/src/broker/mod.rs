@@ -121,6 +121,38 @@ pub enum Settle {
         /// The dead record, as JSON.
         record: String,
     },
+    /// Done, and its status kept for a while: a completed job whose type keeps results, or a
+    /// cancelled one. Acknowledged like [`Settle::Complete`], and its record stored under its
+    /// id for `keep_ms`.
+    Finish {
+        /// The delivery's entry id.
+        entry_id: String,
+        /// The job id.
+        job_id: String,
+        /// Whether it was cancelled (counted as `cancelled`, not `completed`).
+        cancelled: bool,
+        /// The [`FinishedRecord`](crate::state::FinishedRecord), as JSON.
+        record: String,
+        /// How long the record is kept, in ms.
+        keep_ms: u64,
+    },
+}
+
+/// What a worker polls for each queue it works ([`Broker::control`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Control {
+    /// The queue is paused: claim nothing from it until it is resumed.
+    pub paused: bool,
+    /// Ids of jobs this worker runs that were cancelled: stop them.
+    pub cancelled: Vec<String>,
+}
+
+impl Control {
+    /// A control reply.
+    pub fn new(paused: bool, cancelled: Vec<String>) -> Self {
+        Self { paused, cancelled }
+    }
 }
 
 impl Settle {
@@ -138,14 +170,15 @@ impl Settle {
             Settle::Complete { entry_id, .. }
             | Settle::Retry { entry_id, .. }
             | Settle::Snooze { entry_id, .. }
-            | Settle::Dead { entry_id, .. } => entry_id,
+            | Settle::Dead { entry_id, .. }
+            | Settle::Finish { entry_id, .. } => entry_id,
         }
     }
 
     /// What kind of write this is.
     pub fn kind(&self) -> SettleKind {
         match self {
-            Settle::Complete { .. } => SettleKind::Complete,
+            Settle::Complete { .. } | Settle::Finish { .. } => SettleKind::Complete,
             Settle::Retry { .. } => SettleKind::Retry,
             Settle::Snooze { .. } => SettleKind::Snooze,
             Settle::Dead { .. } => SettleKind::Dead,
@@ -351,6 +384,18 @@ pub trait Broker: Clone + Send + Sync + 'static {
         queue: &Self::Queue,
         timeout: Duration,
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// What a worker running the jobs `ids` of `queue` polls: whether the queue is paused, and
+    /// which of those jobs someone cancelled. A broker without such controls (the default)
+    /// answers "not paused, nothing cancelled".
+    fn control(
+        &self,
+        queue: &Self::Queue,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Control, Self::Error>> + Send {
+        let _ = (queue, ids);
+        async { Ok(Control::default()) }
+    }
 
     /// Removes completed entries that nothing needs any more.
     fn trim(&self, queue: &Self::Queue) -> impl Future<Output = Result<TrimReport, Self::Error>> + Send;

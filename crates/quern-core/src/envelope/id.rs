@@ -127,3 +127,56 @@ impl fmt::Display for JobId {
         f.write_str(&self.0)
     }
 }
+
+/// The longest caller-supplied job id, in bytes.
+pub const MAX_CALLER_ID_BYTES: usize = 128;
+
+/// A caller-supplied job id that cannot be used, and which rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid job id {shown}: {rule}{}", at.map(|at| format!(" (at byte {at})")).unwrap_or_default())]
+pub struct InvalidJobId {
+    /// The id as given, quoted, cut to its first 64 characters.
+    pub shown: String,
+    /// The rule it broke.
+    pub rule: &'static str,
+    /// Where, for a character outside the allowed set: its byte offset.
+    pub at: Option<usize>,
+}
+
+impl JobId {
+    /// A caller-supplied id, checked: 1 to 128 bytes of ASCII letters, digits, `-`, `_`, `.` and
+    /// `:`. (`/` is kept for the ids Quern makes from where a job is stored, so a caller's id
+    /// never collides with one of those.)
+    ///
+    /// ```
+    /// use quern_core::JobId;
+    /// assert!(JobId::caller("order-42:receipt").is_ok());
+    /// let err = JobId::caller("order 42").unwrap_err();
+    /// assert_eq!(err.to_string(), r#"invalid job id "order 42": it has a character outside A-Z a-z 0-9 - _ . : (at byte 5)"#);
+    /// ```
+    pub fn caller(id: impl Into<String>) -> Result<Self, InvalidJobId> {
+        let id = id.into();
+        let bad = |rule: &'static str, at: Option<usize>| {
+            let cut: String = id.chars().take(64).collect();
+            let more = if cut.len() < id.len() { "…" } else { "" };
+            InvalidJobId {
+                shown: format!("{cut:?}{more}"),
+                rule,
+                at,
+            }
+        };
+        if id.is_empty() {
+            return Err(bad("it is empty", None));
+        }
+        if id.len() > MAX_CALLER_ID_BYTES {
+            return Err(bad("it is longer than 128 bytes", None));
+        }
+        if let Some(at) = id
+            .bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')))
+        {
+            return Err(bad("it has a character outside A-Z a-z 0-9 - _ . :", Some(at)));
+        }
+        Ok(JobId(id))
+    }
+}

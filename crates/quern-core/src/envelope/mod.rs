@@ -14,6 +14,7 @@
 //! - `decode` — [`decode_envelope`], [`decode_payload`] and [`DecodeError`].
 //! - here — the [`Envelope`] itself, [`Failure`], and encoding new envelopes.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -24,8 +25,11 @@ mod id;
 
 use decode::window;
 pub use decode::{DecodeError, DecodeErrorKind, decode_envelope, decode_payload};
-pub use id::JobId;
 use id::non_empty_id;
+pub use id::{InvalidJobId, JobId, MAX_CALLER_ID_BYTES};
+
+/// Headers carried beside the payload (trace context, say): names and values as text.
+pub type Headers = BTreeMap<String, String>;
 
 /// Default limit on a payload's size: 1 MiB.
 pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -68,35 +72,34 @@ impl Failure {
 /// The message that travels through Redis for every job.
 ///
 /// The payload is kept as raw JSON text: the worker forwards it without re-encoding.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[non_exhaustive]
 pub struct Envelope<'a> {
     /// The job id, stable across retries. Left out of a new job's envelope: the worker then uses
     /// [`JobId::for_entry`] (the queue and the entry it was stored as), and writes it explicitly
     /// once the job moves (a retry, a delay, a lease expiry).
-    #[serde(
-        default = "JobId::unset",
-        skip_serializing_if = "JobId::is_unset",
-        deserialize_with = "non_empty_id"
-    )]
+    #[serde(default = "JobId::unset", deserialize_with = "non_empty_id")]
     pub id: JobId,
     /// The job's registered name.
     pub job: String,
     /// The queue it was enqueued to. Optional and informational: the stream it is in decides.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub queue: String,
     /// The attempt this copy is for, 1-based. Optional on the wire (default 1).
-    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[serde(default = "one")]
     pub attempt: u32,
     /// When the job was first enqueued, in ms since the Unix epoch. Optional: when absent, the
     /// time part of the stream entry id (the moment it was added) is used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub enqueued_at: Option<u64>,
     /// Overrides the job type's attempt budget for this job only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Headers set at enqueue (trace context, say), never part of the payload.
+    #[serde(default)]
+    pub headers: Headers,
     /// The most recent failed attempts, newest last (at most three are kept).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub failures: Vec<Failure>,
     /// The job's own fields, as JSON.
     #[serde(borrow)]
@@ -121,8 +124,23 @@ impl<'a> Envelope<'a> {
             attempt: 1,
             enqueued_at: None,
             max_attempts: None,
+            headers: Headers::new(),
             failures: Vec::new(),
             payload,
+        }
+    }
+
+    /// The fields before the payload, as they are written.
+    fn head(&self) -> Head<'_> {
+        Head {
+            id: self.id.as_str(),
+            job: &self.job,
+            queue: &self.queue,
+            attempt: self.attempt,
+            enqueued_at: self.enqueued_at,
+            max_attempts: self.max_attempts,
+            headers: &self.headers,
+            failures: &self.failures,
         }
     }
 
@@ -130,7 +148,9 @@ impl<'a> Envelope<'a> {
     pub fn encode(&self) -> String {
         // Sized once: the payload plus room for the id, the name and the other fields.
         let mut out = Vec::with_capacity(self.payload.get().len() + self.job.len() + 96);
-        serde_json::to_writer(&mut out, self).expect("an envelope always serializes");
+        self.head().write(&mut out);
+        out.extend_from_slice(self.payload.get().as_bytes());
+        out.push(b'}');
         String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 
@@ -150,26 +170,100 @@ impl<'a> Envelope<'a> {
     }
 }
 
-/// The stored text of a new job's first-attempt envelope: the same bytes as
-/// `Envelope::with_id(id, job, &encode_payload(payload, limit)?).encode()`, written in one pass
-/// into one buffer. With `id` unset (the common case) no id is written: the entry's id stands
-/// for it. Refuses payloads over `limit` bytes.
+impl Serialize for Envelope<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The one encoding ([`Envelope::encode`]), handed over as raw JSON.
+        let text = RawValue::from_string(self.encode()).map_err(serde::ser::Error::custom)?;
+        text.serialize(s)
+    }
+}
+
+/// Every field of an envelope but the payload, and when each is left out: the one place the
+/// wire form is written ([`Envelope::encode`] and [`encode_new`] both go through it).
+#[derive(Serialize)]
+struct Head<'e> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    id: &'e str,
+    job: &'e str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    queue: &'e str,
+    #[serde(skip_serializing_if = "is_one")]
+    attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enqueued_at: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    headers: &'e Headers,
+    #[serde(skip_serializing_if = "<[Failure]>::is_empty")]
+    failures: &'e [Failure],
+}
+
+impl Head<'_> {
+    /// Writes `{<fields>,"payload":` into `out`: the caller writes the payload and the `}`.
+    fn write(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(&mut *out, self).expect("an envelope's fields always serialize");
+        // `job` is always written, so the object is never empty: drop its `}` and go on.
+        out.pop();
+        out.extend_from_slice(b",\"payload\":");
+    }
+}
+
+/// What a new job's first-attempt envelope carries besides its payload.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct NewEnvelope<'a> {
+    /// Its id; unset (the common case) writes none, and the stream entry's id stands for it.
+    pub id: &'a JobId,
+    /// The job's registered name.
+    pub job: &'a str,
+    /// An attempt budget for this job only.
+    pub max_attempts: Option<u32>,
+    /// Headers (trace context, say).
+    pub headers: &'a Headers,
+}
+
+impl<'a> NewEnvelope<'a> {
+    /// A new envelope of job `job` with id `id` and nothing else.
+    pub fn new(id: &'a JobId, job: &'a str, headers: &'a Headers) -> Self {
+        Self {
+            id,
+            job,
+            max_attempts: None,
+            headers,
+        }
+    }
+
+    /// Sets the attempt budget for this job only.
+    #[must_use]
+    pub fn max_attempts(mut self, n: Option<u32>) -> Self {
+        self.max_attempts = n;
+        self
+    }
+}
+
+/// The stored text of a new job's first-attempt envelope: the same bytes as the
+/// [`Envelope`] with these fields and `encode_payload(payload, limit)?` would
+/// [`encode`](Envelope::encode) to, written in one pass into one buffer. Refuses payloads over
+/// `limit` bytes.
 pub fn encode_new<T: Serialize + ?Sized>(
-    id: &JobId,
-    job: &str,
+    new: &NewEnvelope<'_>,
     payload: &T,
     limit: usize,
 ) -> Result<String, DecodeError> {
-    let mut out = Vec::with_capacity(80 + job.len());
-    if id.is_unset() {
-        out.extend_from_slice(b"{\"job\":");
-    } else {
-        out.extend_from_slice(b"{\"id\":");
-        serde_json::to_writer(&mut out, id.as_str()).expect("a string always serializes");
-        out.extend_from_slice(b",\"job\":");
+    let mut out = Vec::with_capacity(80 + new.job.len());
+    let no_failures: &[Failure] = &[];
+    Head {
+        id: new.id.as_str(),
+        job: new.job,
+        queue: "",
+        attempt: 1,
+        enqueued_at: None,
+        max_attempts: new.max_attempts,
+        headers: new.headers,
+        failures: no_failures,
     }
-    serde_json::to_writer(&mut out, job).expect("a string always serializes");
-    out.extend_from_slice(b",\"payload\":");
+    .write(&mut out);
     let start = out.len();
     serde_json::to_writer(&mut out, payload).map_err(serialize_error)?;
     check_size(&out[start..], limit)?;

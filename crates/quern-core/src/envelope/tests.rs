@@ -150,10 +150,28 @@ fn encode_new_writes_what_the_envelope_would() {
         n: 7,
     };
     let payload = encode_payload(&page, MAX_PAYLOAD_BYTES).unwrap();
-    for id in [JobId::from(""), JobId::new()] {
-        let text = encode_new(&id, "site\"gen", &page, MAX_PAYLOAD_BYTES).unwrap();
-        let env = Envelope::with_id(id.clone(), "site\"gen", &payload);
+    let mut headers = Headers::new();
+    headers.insert(
+        "traceparent".into(),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+    );
+    let none = Headers::new();
+    for (id, attempts, headers) in [
+        (JobId::from(""), None, &none),
+        (JobId::new(), None, &none),
+        (JobId::from("order-42"), Some(3), &headers),
+    ] {
+        let new = NewEnvelope::new(&id, "site\"gen", headers).max_attempts(attempts);
+        let text = encode_new(&new, &page, MAX_PAYLOAD_BYTES).unwrap();
+        let mut env = Envelope::with_id(id.clone(), "site\"gen", &payload);
+        env.max_attempts = attempts;
+        env.headers = headers.clone();
         assert_eq!(text, env.encode());
+        assert_eq!(
+            serde_json::to_string(&env).unwrap(),
+            text,
+            "serde writes the same bytes"
+        );
         assert_eq!(
             text.contains("\"id\""),
             !id.is_unset(),
@@ -161,8 +179,10 @@ fn encode_new_writes_what_the_envelope_would() {
         );
         let back = decode_envelope(text.as_bytes()).unwrap();
         assert_eq!((back.id, back.job.as_str()), (id, "site\"gen"));
+        assert_eq!((back.max_attempts, &back.headers), (attempts, headers));
     }
-    let err = encode_new(&JobId::from(""), "big", &"x".repeat(100), 50).unwrap_err();
+    let no_id = JobId::from("");
+    let err = encode_new(&NewEnvelope::new(&no_id, "big", &none), &"x".repeat(100), 50).unwrap_err();
     assert_eq!(err.kind, DecodeErrorKind::TooLarge);
 }
 

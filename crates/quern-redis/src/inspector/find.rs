@@ -9,7 +9,7 @@
 //!   pipeline.
 
 use quern_core::envelope::decode_envelope;
-use quern_core::{DeadRecord, JobId, JobInfo, JobState, LeaseInfo};
+use quern_core::{DeadRecord, FinishedRecord, JobId, JobInfo, JobState, LeaseInfo};
 use redis::Value;
 
 use crate::delivery::EntryBuilder;
@@ -52,15 +52,23 @@ fn parse_indexed(value: &str) -> Option<Indexed<'_>> {
 
 impl Inspector {
     /// Finds the job `id` in `queue`, or in any queue when `None`: where it is, its envelope,
-    /// due time, lease or dead record. Completed jobs are found only by an id
-    /// `<queue>/<entry id>` and only until their entry is trimmed (within about a second).
+    /// due time, lease, dead record, or finished record (state, attempts, times, last error,
+    /// result). A completed job is found while its finished record is kept (its type's
+    /// `JobOptions::keep_result`), and otherwise only by an id `<queue>/<entry id>` until its
+    /// entry is trimmed (within about a second); a cancelled one for a day.
     ///
     /// A bounded number of commands per queue, none of them a scan.
     pub async fn find_job(&self, id: &str, queue: Option<&str>) -> Result<Option<JobInfo>, StorageError> {
         if let Some((own, entry)) = entry_of(id)
             && queue.is_none_or(|q| q == own)
-            && let Some(info) = self.in_stream(&self.storage.keys(own), id, entry).await?
+            && let Some(mut info) = self.in_stream(&self.storage.keys(own), id, entry).await?
         {
+            if info.state == JobState::Completed
+                && let Some(record) = self.finished(&self.storage.keys(own), id).await?
+            {
+                info.state = finished_state(&record);
+                info.finished = Some(record);
+            }
             return Ok(Some(info));
         }
         let queues = self.candidates(Some(id), queue).await?;
@@ -71,12 +79,13 @@ impl Inspector {
         for keys in &queues {
             pipe.cmd("HGET").arg(&keys.jobs).arg(id);
             pipe.cmd("HGET").arg(&keys.dead_records).arg(id);
+            pipe.cmd("GET").arg(keys.done(id));
         }
         let found: Vec<Option<String>> = pipe
             .query_async(&mut self.storage.conn())
             .await
             .map_err(StorageError::redis("finding a job"))?;
-        for (keys, pair) in queues.iter().zip(found.chunks(2)) {
+        for (keys, pair) in queues.iter().zip(found.chunks(3)) {
             if let Some(value) = &pair[0]
                 && let Some(info) = self.at_indexed(keys, id, value).await?
             {
@@ -93,8 +102,29 @@ impl Inspector {
                 }
                 return Ok(Some(info));
             }
+            if let Some(text) = &pair[2]
+                && let Ok(record) = serde_json::from_str::<FinishedRecord>(text)
+            {
+                let mut info = JobInfo::new(id, &keys.queue, finished_state(&record));
+                info.finished = Some(record);
+                return Ok(Some(info));
+            }
         }
         Ok(None)
+    }
+
+    /// The finished record of job `id` in the queue, while it is kept.
+    pub(super) async fn finished(
+        &self,
+        keys: &QueueKeys,
+        id: &str,
+    ) -> Result<Option<FinishedRecord>, StorageError> {
+        let text: Option<String> = redis::cmd("GET")
+            .arg(keys.done(id))
+            .query_async(&mut self.storage.conn())
+            .await
+            .map_err(StorageError::redis("finding a job"))?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
     /// The job where its index value says it is, checked there (a stale value finds nothing).
@@ -183,11 +213,21 @@ impl Inspector {
             JobInfo::new(id, &keys.queue, state)
         };
         let mut info = state;
+        info.entry = Some(entry.to_owned());
         info.envelope = Some(match delivery.foreign_fields {
             Some(fields) => fields,
             None => text(&delivery.envelope),
         });
         Ok(Some(info))
+    }
+}
+
+/// The state a finished record says.
+fn finished_state(record: &FinishedRecord) -> JobState {
+    if record.state == "cancelled" {
+        JobState::Cancelled
+    } else {
+        JobState::Completed
     }
 }
 

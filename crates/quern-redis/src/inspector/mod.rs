@@ -9,9 +9,8 @@
 //! - this file — [`Inspector`], queues, counts and dead jobs.
 //! - `find` — [`find_job`](Inspector::find_job): any job by id, in O(1) or O(log n) per queue.
 //! - `queued` — [`queued_jobs`](Inspector::queued_jobs): what waits in a queue, with envelopes.
-//!
-//! Room is kept for the admin actions to come (cancel a job, pause a queue): each one more
-//! method here, with its own typed answer.
+//! - `control` — [`cancel`](Inspector::cancel) a job, [`pause`](Inspector::pause) and
+//!   [`resume`](Inspector::resume) a queue.
 
 use quern_core::envelope::decode_envelope;
 use quern_core::{DeadRecord, JobId, QueueStats};
@@ -21,8 +20,11 @@ use crate::keys::{QueueKeys, validate_queue};
 use crate::scripts;
 use crate::storage::{ServerHealth, Storage};
 
+mod control;
 mod find;
 mod queued;
+
+pub use control::{CANCELLED_KEPT_MS, Cancelled, Paused};
 
 /// Dead jobs read per round trip by [`Inspector::retry_all_dead`].
 const PAGE: usize = 1000;

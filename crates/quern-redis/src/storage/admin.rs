@@ -24,12 +24,13 @@ impl Storage {
     /// [`trim_acked`](Self::trim_acked)), so it needs a primary, not a read-only replica.
     pub async fn stats(&self, keys: &QueueKeys) -> Result<QueueStats, StorageError> {
         let mut conn = self.conn();
-        let (len, scheduled, retrying, dead, counters): (
+        let (len, scheduled, retrying, dead, counters, paused): (
             u64,
             u64,
             u64,
             u64,
             std::collections::HashMap<String, u64>,
+            u64,
         ) = redis::pipe()
             .cmd("XLEN")
             .arg(&keys.stream)
@@ -41,6 +42,8 @@ impl Storage {
             .arg(&keys.dead)
             .cmd("HGETALL")
             .arg(&keys.stats)
+            .cmd("EXISTS")
+            .arg(&keys.paused)
             .query_async(&mut conn)
             .await
             .map_err(StorageError::redis("reading stats"))?;
@@ -57,6 +60,8 @@ impl Storage {
         stats.dead = dead;
         stats.completed = counters.get("completed").copied().unwrap_or(0);
         stats.failed = counters.get("failed").copied().unwrap_or(0);
+        stats.cancelled = counters.get("cancelled").copied().unwrap_or(0);
+        stats.paused = paused == 1;
         Ok(stats)
     }
 

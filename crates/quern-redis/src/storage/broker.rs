@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use quern_core::broker::{Broker, Delivery, Promoted, Settle, SettleOptions, TrimReport};
+use quern_core::broker::{Broker, Control, Delivery, Promoted, Settle, SettleOptions, TrimReport};
 use redis::aio::ConnectionManager;
 
 use crate::RedisConfig;
@@ -113,6 +113,11 @@ impl Broker for Storage {
         timeout: Duration,
     ) -> Result<bool, StorageError> {
         self.wait_wake(waiter, queue, timeout).await
+    }
+
+    async fn control(&self, queue: &QueueKeys, ids: &[String]) -> Result<Control, StorageError> {
+        let (paused, cancelled) = Storage::control(self, queue, ids).await?;
+        Ok(Control::new(paused, cancelled))
     }
 
     async fn trim(&self, queue: &QueueKeys) -> Result<TrimReport, StorageError> {

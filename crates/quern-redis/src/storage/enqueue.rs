@@ -106,3 +106,56 @@ impl Storage {
         Ok(())
     }
 }
+
+/// What [`Storage::push_with_id`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdPush {
+    /// Written: to the stream as this entry, or (`None`) to the delayed set.
+    Written(Option<String>),
+    /// A job with this id was already known; nothing was written. Where it is: `e` (in the
+    /// stream), `s` (delayed), `r` (waiting for a retry), `d` (dead), `f` (finished, record kept).
+    Exists(char),
+}
+
+impl Storage {
+    /// Writes the envelope of a job with a caller-supplied id once: to the stream now, or to
+    /// the delayed set when `due_ms` is given; nothing when a job with that id is already
+    /// known in the queue (`enqueue_id.lua`), in one atomic step.
+    pub async fn push_with_id(
+        &self,
+        keys: &QueueKeys,
+        id: &str,
+        envelope: &str,
+        due_ms: Option<u64>,
+    ) -> Result<IdPush, StorageError> {
+        if self.needs_register(&keys.queue) {
+            redis::cmd("SADD")
+                .arg(queues_key(&self.config.prefix))
+                .arg(&keys.queue)
+                .exec_async(&mut self.conn())
+                .await
+                .map_err(StorageError::redis("enqueueing"))?;
+            self.registered(&keys.queue);
+        }
+        let due = due_ms.map(|d| d.to_string()).unwrap_or_default();
+        let (written, at): (i64, String) = scripts::ENQUEUE_ID
+            .key(&keys.stream)
+            .key(&keys.scheduled)
+            .key(&keys.wake)
+            .key(&keys.jobs)
+            .key(&keys.dead_records)
+            .key(keys.done(id))
+            .arg(id)
+            .arg(envelope)
+            .arg(due)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(StorageError::redis("enqueueing"))?;
+        Ok(if written == 1 {
+            IdPush::Written((!at.is_empty()).then_some(at))
+        } else {
+            IdPush::Exists(at.chars().next().unwrap_or('e'))
+        })
+    }
+}

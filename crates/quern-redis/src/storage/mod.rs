@@ -31,6 +31,7 @@ use crate::scripts;
 mod admin;
 mod broker;
 mod claim;
+mod control;
 mod enqueue;
 mod health;
 mod lease;
@@ -39,6 +40,8 @@ mod settle;
 mod trim;
 
 pub use crate::resp::Reader;
+pub use control::{CancelAt, CancelDone};
+pub use enqueue::IdPush;
 pub use health::{NOEVICTION, ServerHealth};
 
 /// The environment variable holding the Redis URL.

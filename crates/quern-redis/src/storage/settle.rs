@@ -77,6 +77,32 @@ impl Storage {
                             .arg(oldest_kept);
                     },
                 ),
+                Settle::Finish {
+                    entry_id,
+                    job_id,
+                    cancelled,
+                    record,
+                    keep_ms,
+                } => script_cmd(
+                    &mut pipe,
+                    &scripts::FINISH,
+                    &[
+                        &keys.stream,
+                        &keys.stats,
+                        &keys.jobs,
+                        &keys.done(job_id),
+                        &keys.cancel(job_id),
+                    ],
+                    |c| {
+                        c.arg(GROUP)
+                            .arg(entry_id)
+                            .arg(job_id)
+                            .arg(record)
+                            .arg(*keep_ms)
+                            .arg(if *cancelled { "1" } else { "0" })
+                            .arg(if options.delete_completed { "1" } else { "0" });
+                    },
+                ),
                 other => {
                     return Err(StorageError::Unsupported {
                         what: format!("settle a job as {:?}", other.kind()),

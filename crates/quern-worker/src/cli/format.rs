@@ -26,16 +26,21 @@ pub(super) fn print_record(r: &DeadRecord) {
     if !r.failures.is_empty() {
         out!("failures:");
         for f in &r.failures {
-            out!("  attempt {} at {} ({}):", f.attempt, format_ms(f.at), f.kind);
-            for (i, m) in f.chain.iter().enumerate() {
-                out!("    {}{m}", if i == 0 { "" } else { "caused by: " });
-            }
+            print_failure(f);
         }
     }
     match (&r.envelope, &r.raw_hex) {
         (Some(e), _) => out!("stored:   {e}"),
         (None, Some(h)) => out!("stored (hex, not UTF-8): {h}"),
         _ => {}
+    }
+}
+
+/// One failed attempt: when, what kind, and its error chain.
+pub(super) fn print_failure(f: &quern_core::envelope::Failure) {
+    out!("  attempt {} at {} ({}):", f.attempt, format_ms(f.at), f.kind);
+    for (i, m) in f.chain.iter().enumerate() {
+        out!("    {}{m}", if i == 0 { "" } else { "caused by: " });
     }
 }
 

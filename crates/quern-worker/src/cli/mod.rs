@@ -1,4 +1,5 @@
-//! The command line of a worker binary: `run`, `stats`, `enqueue`, `dead …` and `job show`.
+//! The command line of a worker binary: `run`, `stats`, `enqueue`, `queue pause|resume`,
+//! `dead …` and `job show|cancel`.
 //!
 //! A user's worker binary registers its job types and hands over:
 //!
@@ -15,7 +16,7 @@
 
 //!
 //! # Layout
-//! One file per command group: `run`, `stats`, `enqueue`, `dead`, `job`; `format` prints
+//! One file per command group: `run`, `stats`, `enqueue`, `queue`, `dead`, `job`; `format` prints
 //! records and times. The commands call the typed admin API (`quern_redis::Inspector`); nothing
 //! here decides anything about a job.
 
@@ -48,6 +49,7 @@ mod dead;
 mod enqueue;
 mod format;
 mod job;
+mod queue;
 mod run;
 mod stats;
 
@@ -84,7 +86,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Enqueue a job by name with a JSON payload. Invalid JSON is refused and nothing is written.
+    /// Enqueue a job by name with a JSON payload. A worker binary refuses a job name it does
+    /// not know and a payload that does not decode into the job's type; nothing is written then.
     Enqueue {
         /// The job's registered name.
         job: String,
@@ -96,7 +99,17 @@ pub enum Command {
         /// Run after this many milliseconds.
         #[arg(long)]
         delay_ms: Option<u64>,
+        /// The job's id (idempotent: a job with this id already known is not enqueued again).
+        /// 1 to 128 bytes of A-Z a-z 0-9 - _ . :
+        #[arg(long)]
+        id: Option<String>,
+        /// Executions allowed for this job (default: the job type's).
+        #[arg(long)]
+        max_attempts: Option<u32>,
     },
+    /// Pause or resume a queue.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Inspect and act on dead jobs.
     #[command(subcommand)]
     Dead(DeadCommand),
@@ -178,8 +191,17 @@ pub enum DeadCommand {
 #[derive(Debug, Subcommand)]
 #[non_exhaustive]
 pub enum JobCommand {
-    /// Where a job is and what it holds.
+    /// Where a job is and what it holds: state, due time, attempts, last error, result.
     Show {
+        /// Job id.
+        id: String,
+        /// Its queue (default: search all).
+        #[arg(long, short)]
+        queue: Option<String>,
+    },
+    /// Cancel a job: a queued, delayed or retrying one is removed (it never runs); a running
+    /// one is stopped by its worker and ends as cancelled, never retried.
+    Cancel {
         /// Job id.
         id: String,
         /// Its queue (default: search all).
@@ -188,21 +210,72 @@ pub enum JobCommand {
     },
 }
 
+/// `queue` subcommands.
+#[derive(Debug, Subcommand)]
+#[non_exhaustive]
+pub enum QueueCommand {
+    /// Stop workers claiming from a queue (within a second); jobs keep arriving and wait.
+    Pause {
+        /// The queue.
+        queue: String,
+    },
+    /// Let workers claim from a paused queue again.
+    Resume {
+        /// The queue.
+        queue: String,
+    },
+}
+
 /// Parses the process's arguments, sets up logging, and runs the command. Exit codes: 0 done,
 /// 1 failed, 2 bad input.
 pub async fn main(registry: Registry) -> ExitCode {
-    main_with(registry, |w| w).await
+    main_with(registry, |w, _| w).await
 }
 
-/// Like [`main`], with a hook to configure the worker (extensions such as a database config).
-pub async fn main_with(registry: Registry, configure: impl FnOnce(Worker) -> Worker) -> ExitCode {
+/// What the command line resolved, handed to [`main_with`]'s hook: a job's own connections go
+/// where the worker's do.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Setup {
+    /// The Redis the worker uses: URL (`--redis-url`, `REDIS_URL`) and key prefix
+    /// (`--prefix`, `QUERN_PREFIX`).
+    pub redis: RedisConfig,
+}
+
+/// Like [`main`], with a hook to configure the worker before it runs: its app state
+/// ([`Worker::extension`], read by jobs with [`JobContext::state`](quern_core::JobContext::state)),
+/// middleware, settings. The hook gets the [`Setup`] the command line resolved.
+///
+/// ```no_run
+/// # use quern_core::{Job, JobContext, JobError};
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Notify { user: u64 }
+/// # impl Job for Notify { const NAME: &'static str = "notify"; type Resources = ();
+/// #   async fn run(self, ctx: &JobContext, _: &mut ()) -> Result<(), JobError> {
+/// #     let app: &App = ctx.state().ok_or_else(|| JobError::permanent("no App"))?;
+/// #     Ok(()) } }
+/// struct App { redis_url: String }
+///
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     let registry = quern_worker::Registry::new().register::<Notify>();
+///     quern_worker::cli::main_with(registry, |worker, setup| {
+///         worker.extension(App { redis_url: setup.redis.url.clone() })
+///     })
+///     .await
+/// }
+/// ```
+pub async fn main_with(registry: Registry, configure: impl FnOnce(Worker, &Setup) -> Worker) -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
     match execute(cli, registry, configure, crate::shutdown_signal()).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", ErrorChain::of(&e));
-            if let StorageError::Payload(_) | StorageError::QueueName(_) = e {
+            if let StorageError::Payload(_)
+            | StorageError::QueueName(_)
+            | StorageError::JobId(_)
+            | StorageError::Options(_) = e
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -225,21 +298,43 @@ pub fn init_tracing() {
 pub async fn execute(
     cli: Cli,
     registry: Registry,
-    configure: impl FnOnce(Worker) -> Worker,
+    configure: impl FnOnce(Worker, &Setup) -> Worker,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<ExitCode, StorageError> {
-    let storage = Storage::connect(RedisConfig::new(cli.redis_url).prefix(cli.prefix)).await?;
+    let setup = Setup {
+        redis: RedisConfig::new(cli.redis_url).prefix(cli.prefix),
+    };
+    let storage = Storage::connect(setup.redis.clone()).await?;
     match cli.command {
-        Command::Run(args) => run::run(storage, registry, args, configure, shutdown).await,
+        Command::Run(args) => {
+            let configure = |worker| configure(worker, &setup);
+            run::run(storage, registry, args, configure, shutdown).await
+        }
         Command::Stats { queues, json } => stats::stats(&Inspector::new(storage), queues, json).await,
         Command::Enqueue {
             job,
             json,
             queue,
             delay_ms,
-        } => enqueue::enqueue(storage, &registry, job, json, queue, delay_ms).await,
+            id,
+            max_attempts,
+        } => {
+            let request = enqueue::Request {
+                job,
+                json,
+                queue,
+                delay_ms,
+                id,
+                max_attempts,
+            };
+            enqueue::enqueue(storage, &registry, request).await
+        }
+        Command::Queue(cmd) => queue::queue(&Inspector::new(storage), cmd).await,
         Command::Dead(cmd) => dead::dead(&Inspector::new(storage), cmd).await,
         Command::Job(JobCommand::Show { id, queue }) => job::show(&Inspector::new(storage), id, queue).await,
+        Command::Job(JobCommand::Cancel { id, queue }) => {
+            job::cancel(&Inspector::new(storage), id, queue).await
+        }
     }
 }
 

@@ -24,7 +24,7 @@ pub(super) async fn stats(
         out!("{}", serde_json::to_string_pretty(&out).expect("stats serialize"));
     } else {
         out!(
-            "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}",
+            "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}",
             "queue",
             "pending",
             "running",
@@ -32,19 +32,26 @@ pub(super) async fn stats(
             "retrying",
             "dead",
             "completed",
-            "failed"
+            "failed",
+            "cancelled"
         );
         for s in &all {
+            let name = if s.paused {
+                format!("{} (paused)", s.queue)
+            } else {
+                s.queue.clone()
+            };
             out!(
-                "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9}",
-                s.queue,
+                "{:<24} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11} {:>9} {:>9}",
+                name,
                 s.pending,
                 s.running,
                 s.scheduled,
                 s.retrying,
                 s.dead,
                 s.completed,
-                s.failed
+                s.failed,
+                s.cancelled
             );
         }
         if all.is_empty() {

@@ -2,18 +2,21 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
-use quern_core::envelope::{Failure, check_size, decode_envelope, encode_new};
+use quern_core::envelope::{Failure, NewEnvelope, check_size, decode_envelope, encode_new};
 use quern_core::lifecycle::{Attempt, AttemptOutcome, Fate, Policy, Stage, decide};
 use quern_core::{
-    Broker, Clock, ErrorChain, Extensions, Job, JobContext, JobError, JobId, MAX_PAYLOAD_BYTES, Shutdown,
+    Broker, Clock, ErrorChain, Extensions, Headers, Job, JobContext, JobError, JobId, MAX_PAYLOAD_BYTES,
+    Shutdown,
 };
+use serde_json::value::RawValue;
 
 use crate::executor::Limits;
 use crate::middleware::{BoxedService, Execution, Layer, Service, Stack};
 use crate::registry::Registry;
 use crate::watchdog::Watchdog;
-use crate::worker::Worker;
+use crate::worker::{Worker, WorkerConfig};
 
 /// Runs `job` once, as a worker with no extensions and no middleware would, and returns how it
 /// ended. See [`Performer`] to run it with a worker's configuration.
@@ -70,6 +73,8 @@ pub struct Performer {
     clock: Clock,
     attempt: u32,
     max_payload: usize,
+    /// How long a cancelled job may take to stop, from the worker's settings.
+    cancel_grace: Duration,
 }
 
 impl std::fmt::Debug for Performer {
@@ -99,6 +104,7 @@ impl Performer {
             clock: Clock::system(),
             attempt: 1,
             max_payload: MAX_PAYLOAD_BYTES,
+            cancel_grace: WorkerConfig::default().cancel_grace,
         }
     }
 
@@ -106,7 +112,7 @@ impl Performer {
     /// (queue, attempts, backoff, timeout, isolation), extensions (a `PgConfig` pointing at a
     /// test database, say), middleware, clock and payload limit.
     pub fn of<B: Broker>(worker: &Worker<B>) -> Self {
-        let (registry, extensions, stack, clock, _) = worker.execution_parts();
+        let (registry, extensions, stack, clock, config) = worker.execution_parts();
         Self {
             registry: registry.clone(),
             extensions: Arc::new(extensions.clone()),
@@ -114,6 +120,7 @@ impl Performer {
             clock: clock.clone(),
             attempt: 1,
             max_payload: worker.broker().max_payload_bytes(),
+            cancel_grace: config.cancel_grace,
         }
     }
 
@@ -182,7 +189,7 @@ impl Performer {
         };
         let id = JobId::new();
         let attempt = self.attempt;
-        let finish = |outcome: AttemptOutcome| {
+        let finish = |outcome: AttemptOutcome, result: Option<Box<RawValue>>| {
             // No jitter: the retry time is the earliest one the worker could pick.
             let decision = decide(
                 &outcome,
@@ -199,47 +206,54 @@ impl Performer {
                 failure: decision.failure,
                 id: id.clone(),
                 attempt,
+                result,
             }
         };
         // As a producer writes it, then as the worker reads it.
-        let envelope = match encode_new(&id, J::NAME, job, self.max_payload) {
+        let headers = Headers::default();
+        let new = NewEnvelope::new(&id, J::NAME, &headers);
+        let envelope = match encode_new(&new, job, self.max_payload) {
             Ok(text) => text,
-            Err(err) => return finish(AttemptOutcome::Undecodable(err)),
+            Err(err) => return finish(AttemptOutcome::Undecodable(err), None),
         };
         let env = match decode_envelope(envelope.as_bytes()) {
             Ok(env) => env,
-            Err(err) => return finish(AttemptOutcome::Undecodable(err)),
+            Err(err) => return finish(AttemptOutcome::Undecodable(err), None),
         };
         let payload = env.payload.get();
         if let Err(err) = check_size(payload.as_bytes(), self.max_payload) {
-            return finish(AttemptOutcome::Undecodable(err));
+            return finish(AttemptOutcome::Undecodable(err), None);
         }
-        let ctx = Arc::new(JobContext::from_parts(
-            id.clone(),
-            env.job.clone(),
-            options.queue.to_string(),
-            attempt,
-            policy.max_attempts,
-            self.clock.now(),
-            Shutdown::new(),
-        ));
+        let ctx = Arc::new(
+            JobContext::from_parts(
+                id.clone(),
+                env.job.clone(),
+                options.queue.to_string(),
+                attempt,
+                policy.max_attempts,
+                self.clock.now(),
+                Shutdown::new(),
+            )
+            .with_extensions(self.extensions.clone())
+            .with_result_limit(self.max_payload),
+        );
         let limits = Limits {
             hard_stop: Shutdown::new(),
             watchdog: Arc::new(Watchdog::new(None)),
+            cancel_grace: self.cancel_grace,
         };
         let run = match handler.prepare(ctx.clone(), payload, self.extensions.clone(), limits) {
             Ok(run) => run,
-            Err(err) => return finish(AttemptOutcome::Undecodable(err)),
+            Err(err) => return finish(AttemptOutcome::Undecodable(err), None),
         };
-        let outcome = self.stack.run(Execution::new(ctx, run)).await;
-        finish(outcome)
+        let outcome = self.stack.run(Execution::new(ctx.clone(), run)).await;
+        finish(outcome, ctx.result().map(RawValue::to_owned))
     }
 }
 
 /// How one [`perform`]ed execution ended, and what a worker would do with the job next.
 ///
-/// More may be added (the value a job returns, once jobs return values), hence
-/// `#[non_exhaustive]`: read the fields, or use the methods.
+/// More may be added, hence `#[non_exhaustive]`: read the fields, or use the methods.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Performed {
@@ -253,9 +267,16 @@ pub struct Performed {
     pub id: JobId,
     /// The attempt it ran as.
     pub attempt: u32,
+    /// The result the job set ([`JobContext::set_result`]), as JSON.
+    pub result: Option<Box<RawValue>>,
 }
 
 impl Performed {
+    /// The result the job set, decoded into `T`; `None` when it set none.
+    pub fn result_as<T: serde::de::DeserializeOwned>(&self) -> Option<Result<T, serde_json::Error>> {
+        self.result.as_deref().map(|raw| serde_json::from_str(raw.get()))
+    }
+
     /// Whether `run` returned `Ok`.
     pub fn is_succeeded(&self) -> bool {
         matches!(self.outcome, AttemptOutcome::Succeeded)

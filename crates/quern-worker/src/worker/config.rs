@@ -47,6 +47,14 @@ pub struct WorkerConfig {
     /// and are not watched. The watchdog runs on the worker's own runtime (see
     /// [`own_runtime`](Self::own_runtime)): without it, it may be blocked too.
     pub watchdog: Option<Duration>,
+    /// How long a running job that was cancelled may take to stop on its own (it sees
+    /// [`JobContext::is_cancelled`](quern_core::JobContext::is_cancelled)) before the worker
+    /// stops it (default 10 s). Either way it ends as cancelled, never retried.
+    pub cancel_grace: Duration,
+    /// How often the worker asks the broker whether its queues are paused and whether any job
+    /// it runs was cancelled (default 1 s): a pause or a cancel takes effect within this long
+    /// (a fetch already waiting for jobs may still take one more batch).
+    pub control_poll: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -58,6 +66,8 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(30),
             block: Duration::from_secs(2),
             grace: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(10),
+            control_poll: Duration::from_secs(1),
             dead_retention: DeadRetention::default(),
             consumer: default_consumer(),
             capture_panics: true,

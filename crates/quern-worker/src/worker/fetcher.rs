@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use quern_core::{Broker, BrokerError, Delivery, Settle};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Shared, WorkerConfig};
@@ -26,6 +27,8 @@ pub(crate) struct Fetcher<B: Broker> {
     /// The runtime executions run on: the caller's (the fetcher runs on the worker's own).
     pub runtime: tokio::runtime::Handle,
     pub renewals: Arc<Renewals>,
+    /// Whether the queue is paused (kept up to date by its controller).
+    pub paused: watch::Receiver<bool>,
 }
 
 impl<B: Broker> Fetcher<B> {
@@ -41,7 +44,14 @@ impl<B: Broker> Fetcher<B> {
                 _ = stop.wait() => return,
             }
         };
+        let mut paused = self.paused.clone();
         loop {
+            while *paused.borrow_and_update() {
+                tokio::select! {
+                    changed = paused.changed() => if changed.is_err() { return },
+                    _ = stop.wait() => return,
+                }
+            }
             let first = tokio::select! {
                 p = self.semaphore.clone().acquire_owned() => p.expect("semaphore never closed"),
                 _ = stop.wait() => return,
@@ -68,12 +78,18 @@ impl<B: Broker> Fetcher<B> {
             match claimed {
                 Ok(deliveries) => {
                     reconnect.succeeded();
-                    self.in_flight
-                        .insert_all(deliveries.iter().map(|d| d.entry_id.as_str()));
+                    let tokens = self.in_flight.insert_deliveries(&deliveries);
                     let claimed_at = Instant::now();
                     let batch: Vec<_> = deliveries
                         .into_iter()
-                        .map(|d| (d, permits.pop().expect("never more deliveries than permits")))
+                        .zip(tokens)
+                        .map(|(d, cancel)| {
+                            (
+                                d,
+                                cancel,
+                                permits.pop().expect("never more deliveries than permits"),
+                            )
+                        })
                         .collect();
                     self.start(batch, claimed_at);
                 }
@@ -99,7 +115,7 @@ impl<B: Broker> Fetcher<B> {
     /// thread's own queue, while one from outside takes a lock and may wake a thread each time
     /// (measured on the `process` benchmark: each execution crossing over alone cost about 13%
     /// of its throughput; one crossing per batch costs nothing measurable).
-    fn start(&self, batch: Vec<(Delivery, OwnedSemaphorePermit)>, claimed_at: Instant) {
+    fn start(&self, batch: Vec<(Delivery, CancellationToken, OwnedSemaphorePermit)>, claimed_at: Instant) {
         let starter = Starter {
             shared: self.shared.clone(),
             queue: self.name.clone(),
@@ -110,8 +126,8 @@ impl<B: Broker> Fetcher<B> {
         };
         self.executions.spawn_on(
             async move {
-                for (delivery, permit) in batch {
-                    starter.spawn(delivery, permit, claimed_at);
+                for (delivery, cancel, permit) in batch {
+                    starter.spawn(delivery, cancel, permit, claimed_at);
                 }
             },
             &self.runtime,
@@ -131,7 +147,13 @@ struct Starter {
 
 impl Starter {
     /// Spawns one execution on the current runtime.
-    fn spawn(&self, delivery: Delivery, permit: OwnedSemaphorePermit, claimed_at: Instant) {
+    fn spawn(
+        &self,
+        delivery: Delivery,
+        cancel: CancellationToken,
+        permit: OwnedSemaphorePermit,
+        claimed_at: Instant,
+    ) {
         let shared = self.shared.clone();
         let queue = self.queue.clone();
         let tx = self.settle.clone();
@@ -152,7 +174,7 @@ impl Starter {
                 drop(permit);
                 return;
             }
-            let op = crate::pipeline::process(&shared, &queue, delivery).await;
+            let op = crate::pipeline::process(&shared, &queue, delivery, cancel).await;
             drop(permit);
             // `None`: cancelled by shutdown; the job stays leased until released to its queue.
             if let Some(op) = op {

@@ -102,6 +102,8 @@ pub struct WorkerReport {
     pub stale: u64,
     /// Executions the watchdog found holding their thread (see [`WorkerConfig::watchdog`]).
     pub blocked: u64,
+    /// Jobs that ended cancelled while this worker ran them.
+    pub cancelled: u64,
 }
 
 #[derive(Default)]
@@ -110,6 +112,7 @@ pub(crate) struct Counters {
     pub failed: AtomicU64,
     pub dead: AtomicU64,
     pub stale: AtomicU64,
+    pub cancelled: AtomicU64,
 }
 
 /// What every execution of a worker shares.

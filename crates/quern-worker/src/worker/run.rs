@@ -133,6 +133,7 @@ async fn components<B: Broker>(
         limits: Limits {
             hard_stop: hard_stop.clone(),
             watchdog: watchdog.clone(),
+            cancel_grace: config.cancel_grace,
         },
         counters: Counters::default(),
         max_payload: broker.max_payload_bytes(),
@@ -181,6 +182,21 @@ async fn components<B: Broker>(
         };
         background.push(tokio::spawn(promoter.clone().promote(background_stop.clone())));
         background.push(tokio::spawn(promoter.listen()));
+        let (paused_tx, paused) = tokio::sync::watch::channel(false);
+        let controller = crate::control::Controller {
+            broker: broker.clone(),
+            queue: q.clone(),
+            name: name.clone(),
+            in_flight: in_flight.clone(),
+            every: config.control_poll,
+            paused: paused_tx,
+        };
+        // Read once before the first claim: a queue paused before the worker started is
+        // never claimed from.
+        if let Err(e) = controller.poll().await {
+            tracing::warn!(queue = &**name, error = %ErrorChain::of(&e), "could not read whether the queue is paused; reading it again shortly");
+        }
+        background.push(tokio::spawn(controller.run(background_stop.clone())));
         let fetcher = Fetcher {
             broker: broker.clone(),
             queue: q.clone(),
@@ -193,6 +209,7 @@ async fn components<B: Broker>(
             executions: executions.clone(),
             runtime: executions_on.clone(),
             renewals,
+            paused,
         };
         fetchers.push(tokio::spawn(fetcher.run()));
     }
@@ -249,6 +266,7 @@ async fn components<B: Broker>(
         dead: c.dead.load(Relaxed),
         released,
         stale: c.stale.load(Relaxed),
+        cancelled: c.cancelled.load(Relaxed),
         blocked: watchdog.blocked(),
     };
     tracing::info!(?report, "worker stopped");
