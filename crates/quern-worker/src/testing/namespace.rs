@@ -22,7 +22,8 @@ type Configure = Arc<dyn Fn(Worker<Storage>) -> Worker<Storage> + Send + Sync>;
 /// Its [`producer`](Self::producer) writes to the namespace, [`worker`](Self::worker) builds a
 /// real [`Worker`] on it, [`drain`](Self::drain) runs one until nothing is due, and the
 /// `enqueued`/`assert_*` methods read back what waits. Dropping it deletes the keys of every
-/// queue it used (the registry's, and any a job was enqueued to).
+/// queue it used (the registry's, and any a job was enqueued to); per-job records (kept
+/// results, cancel requests) are left to expire on their own, as they do in production.
 ///
 /// Which Redis: [`redis_url`](super::redis_url) — `REDIS_URL`, else the local server, else a
 /// private `redis-server` started for the test process.
