@@ -76,3 +76,41 @@ impl Job for Record {
 async fn main() -> std::process::ExitCode {
     quern::cli::main(quern::Registry::new().register::<Record>()).await
 }
+
+#[cfg(test)]
+mod tests {
+    use quern::testing::perform;
+
+    use super::*;
+
+    fn failing(how: &str) -> Record {
+        Record {
+            key: "unused".into(),
+            id: 1,
+            sleep_ms: 0,
+            fail: Some(how.into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_kind_of_failure_ends_as_a_worker_would_end_it() {
+        let error = perform(&failing("error")).await;
+        assert_eq!(
+            error.chain(),
+            ["recording 1", "calling the billing service", "connection refused"]
+        );
+        assert!(error.is_retryable() && error.will_run_again());
+
+        let permanent = perform(&failing("permanent")).await;
+        assert_eq!(permanent.chain(), ["record 1 was deleted"]);
+        assert!(permanent.is_dead());
+
+        let panicked = perform(&failing("panic")).await;
+        assert!(
+            panicked
+                .panic_message()
+                .is_some_and(|m| m.starts_with("record 1 is corrupt")),
+            "{panicked:?}"
+        );
+    }
+}

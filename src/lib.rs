@@ -32,3 +32,18 @@ pub mod parts {
     pub use quern_redis as redis;
     pub use quern_worker as worker;
 }
+
+/// Helpers for an application's own tests: [`testing::perform`] one job through the real
+/// executor, a [`testing::Namespace`] of a test's own on a real Redis, `assert_enqueued`,
+/// `drain` (see the README's "Test your jobs").
+pub use quern_worker::testing;
+
+/// Re-exported so that code calling Quern needs no dependency of its own for them. The derive
+/// macros (`#[derive(Serialize, Deserialize)]`) and tokio's attribute macros
+/// (`#[tokio::main]`, `#[tokio::test]`) still need `serde` and `tokio` in the application's own
+/// `Cargo.toml`: the README's "Add Quern" says which lines.
+pub use serde;
+/// See [`serde`].
+pub use serde_json;
+/// See [`serde`].
+pub use tokio;

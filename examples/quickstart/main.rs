@@ -5,7 +5,11 @@
 //! ```
 //!
 //! Uses `REDIS_URL` (default `redis://127.0.0.1:6379`). When nothing answers there and
-//! `REDIS_URL` is not set, it starts a private `redis-server` for the demo.
+//! `REDIS_URL` is not set, it starts a private `redis-server` for the demo
+//! (`quern::testing::RedisServer`).
+//!
+//! Its tests (`cargo test --example quickstart`) show `quern::testing`: one job through the real
+//! executor, and a worker draining a namespace of the test's own on a real Redis.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -114,7 +118,7 @@ async fn main() -> ExitCode {
 }
 
 /// `REDIS_URL`, or the default if a server answers there, or a private server for the demo.
-async fn redis_url() -> Result<(String, Option<test_support::RedisServer>), String> {
+async fn redis_url() -> Result<(String, Option<quern::testing::RedisServer>), String> {
     if let Ok(url) = std::env::var("REDIS_URL") {
         return Ok((url, None));
     }
@@ -133,6 +137,49 @@ async fn redis_url() -> Result<(String, Option<test_support::RedisServer>), Stri
         ));
     }
     eprintln!("no Redis answers at {default}: starting a private redis-server for this demo");
-    let server = test_support::RedisServer::start();
+    let server = tokio::task::spawn_blocking(quern::testing::RedisServer::start)
+        .await
+        .map_err(|e| format!("starting redis-server: {e}"))?;
     Ok((server.url(), Some(server)))
+}
+
+#[cfg(test)]
+mod tests {
+    use quern::testing::{Namespace, perform};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_receipt_without_an_email_is_dead_at_once() {
+        let performed = perform(&SendReceipt {
+            order_id: 1,
+            email: String::new(),
+        })
+        .await;
+        assert_eq!(performed.chain(), ["order has no email address"]);
+        assert!(performed.is_dead() && !performed.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn enqueued_receipts_are_sent_and_bad_ones_dead_lettered() {
+        let ns = Namespace::new(Registry::new().register::<SendReceipt>()).await;
+        let receipts = [
+            SendReceipt {
+                order_id: 1,
+                email: "a@example.com".into(),
+            },
+            SendReceipt {
+                order_id: 2,
+                email: String::new(),
+            },
+        ];
+        ns.producer().enqueue_many(&receipts).await.unwrap();
+        ns.assert_enqueued::<SendReceipt>(|r| r.order_id == 2).await;
+
+        let drained = ns.drain().await;
+        assert_eq!((drained.succeeded, drained.dead), (1, 1), "{drained:?}");
+        ns.assert_not_enqueued::<SendReceipt>(|_| true).await;
+        let dead = ns.inspector().dead_jobs("quickstart", 10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+    }
 }

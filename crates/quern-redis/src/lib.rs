@@ -17,7 +17,8 @@
 //! - `resp` — Quern's own RESP2 client for claims ([`Reader`]) and bulk appends: protocol,
 //!   connection, reader, pusher. Never calls back into [`storage`].
 //! - `delivery` — builds a [`Delivery`] from one stream entry, and the generic reply parser.
-//! - [`producer`] — [`Producer`], the typed client that enqueues jobs.
+//! - [`producer`] — [`Producer`], the typed client that enqueues jobs. `producer_resource`: a
+//!   `Producer` as a job's resource, for jobs that enqueue follow-up jobs.
 //! - [`inspector`] — [`Inspector`], the typed admin API: counts, dead jobs, any job by id.
 //! - [`error`] — [`StorageError`].
 //! - [`acl`] — the least-privilege Redis ACL rules of a producer, a worker and the admin CLI.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod inspector;
 pub mod keys;
 pub mod producer;
+mod producer_resource;
 mod resp;
 pub mod scripts;
 pub mod storage;

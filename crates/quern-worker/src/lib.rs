@@ -11,6 +11,8 @@
 //!   `watchdog`: notices a job that holds its thread, and says so once.
 //! - `settler`: writes results in batches. `lease`: renews leases, requeues expired ones.
 //!   `promoter`: moves delayed jobs and retries to the queue when due.
+//! - [`testing`] — helpers for applications' tests: run one job through the real executor,
+//!   a namespace of a test's own on a real Redis, assertions on what is enqueued, drain.
 //! - `cli` (feature `cli`, on by default) — the `run`, `stats`, `enqueue`, `dead` and `job`
 //!   commands for a worker binary.
 #![forbid(unsafe_code)]
@@ -29,6 +31,7 @@ mod pipeline;
 mod promoter;
 pub mod registry;
 mod settler;
+pub mod testing;
 mod watchdog;
 pub mod worker;
 

@@ -14,10 +14,10 @@
 //!
 //! # Layout
 //! - this file: [`redis_url`], [`database_url`], [`unique_name`].
-//! - `redis`: [`RedisServer`], a private `redis-server`.
+//! - `redis`: [`RedisServer`], a private `redis-server` (from `quern_worker::testing`).
 //! - `pg`: [`PgServer`], a private PostgreSQL cluster, and a tiny trust-auth client.
-//! - `process`: free ports, bounded waits, and the watchdog that kills servers a test process
-//!   leaves behind.
+//! - `process`: bounded commands for PostgreSQL; free ports, bounded waits and the watchdog that
+//!   kills servers a test process leaves behind come from `quern_worker::testing`.
 #![forbid(unsafe_code)]
 
 mod pg;
@@ -31,25 +31,12 @@ use std::time::Duration;
 pub use pg::{PG_BIN_ENV, PG_DEFAULT_DB, PG_USER, PgServer};
 pub use redis::{REDIS_SERVER_ENV, RedisServer};
 
-/// The Redis a test should use when it does not stop the server.
-///
-/// In order: `$REDIS_URL` if set and not empty; `redis://127.0.0.1:6379` if a PING there is
-/// answered within ~300 ms; otherwise a private [`RedisServer`] started once per test process
-/// (lazily, thread-safe) and killed by a watchdog when the process exits. Share it by
+/// The Redis a test should use when it does not stop the server: `$REDIS_URL`, else
+/// `redis://127.0.0.1:6379` if it answers, else a private [`RedisServer`] started once per test
+/// process. The same function users' tests call, `quern::testing::redis_url`. Share it by
 /// namespacing keys with [`unique_name`].
 pub fn redis_url() -> String {
-    static URL: OnceLock<String> = OnceLock::new();
-    static PRIVATE: OnceLock<RedisServer> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Some(url) = env_url("REDIS_URL") {
-            return url;
-        }
-        if redis::ping(6379, Duration::from_millis(300)) {
-            return "redis://127.0.0.1:6379".to_owned();
-        }
-        PRIVATE.get_or_init(RedisServer::start).url()
-    })
-    .clone()
+    quern_worker::testing::redis_url()
 }
 
 /// The PostgreSQL database a test should use when it does not stop the server.

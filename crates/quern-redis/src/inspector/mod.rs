@@ -8,6 +8,7 @@
 //! # Layout
 //! - this file — [`Inspector`], queues, counts and dead jobs.
 //! - `find` — [`find_job`](Inspector::find_job): any job by id, in O(1) or O(log n) per queue.
+//! - `queued` — [`queued_jobs`](Inspector::queued_jobs): what waits in a queue, with envelopes.
 //! - `control` — [`cancel`](Inspector::cancel) a job, [`pause`](Inspector::pause) and
 //!   [`resume`](Inspector::resume) a queue.
 
@@ -21,6 +22,7 @@ use crate::storage::{ServerHealth, Storage};
 
 mod control;
 mod find;
+mod queued;
 
 pub use control::{CANCELLED_KEPT_MS, Cancelled, Paused};
 

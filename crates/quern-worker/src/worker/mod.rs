@@ -217,6 +217,17 @@ impl<B: Broker> Worker<B> {
         &self.broker
     }
 
+    /// What an execution of this worker runs with, for `testing::Performer::of`.
+    pub(crate) fn execution_parts(&self) -> (&Registry, &Extensions, &Stack, &Clock, &WorkerConfig) {
+        (
+            &self.registry,
+            &self.extensions,
+            &self.stack,
+            &self.clock,
+            &self.config,
+        )
+    }
+
     /// Runs until `shutdown` completes, then stops claiming, lets running jobs finish within the
     /// grace period, cancels the rest, and gives every unfinished job back to its queue.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<WorkerReport, WorkerError> {
