@@ -141,6 +141,11 @@ impl Extensions {
         }
     }
 
+    /// Whether nothing was inserted.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
     /// The value of type `T`, if one was inserted.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
         let id = TypeId::of::<T>();

@@ -85,20 +85,22 @@ pub(crate) async fn process(
         if let Err(err) = check_size(payload.as_bytes(), shared.max_payload) {
             return fate::settle(shared, job, AttemptOutcome::Undecodable(err));
         }
-        let ctx = Arc::new(
-            JobContext::from_parts(
-                job.id.clone(),
-                env.job.clone(),
-                queue.to_string(),
-                attempt,
-                policy.max_attempts,
-                env.enqueued_time(crate::worker::entry_ms(&job.entry_id)),
-                shared.soft_stop.clone(),
-            )
-            .with_cancel(cancel)
-            .with_extensions(shared.extensions.clone())
-            .with_result_limit(shared.max_payload),
-        );
+        let mut ctx = JobContext::from_parts(
+            job.id.clone(),
+            env.job.clone(),
+            queue.to_string(),
+            attempt,
+            policy.max_attempts,
+            env.enqueued_time(crate::worker::entry_ms(&job.entry_id)),
+            shared.soft_stop.clone(),
+        )
+        .with_cancel(cancel)
+        .with_result_limit(shared.max_payload);
+        // A worker given no state shares nothing more with each execution.
+        if !shared.extensions.is_empty() {
+            ctx = ctx.with_extensions(shared.extensions.clone());
+        }
+        let ctx = Arc::new(ctx);
         let run = match handler.prepare(
             ctx.clone(),
             payload,
@@ -118,8 +120,10 @@ pub(crate) async fn process(
                 shared.clock.now_ms(),
             )
         });
-        let outcome = shared.stack.run(Execution::new(ctx.clone(), run)).await;
-        fate::settle_with(shared, job, outcome, ctx.result())
+        // The context is kept past the run only when its result is kept.
+        let kept = job.keep_result.is_some().then(|| ctx.clone());
+        let outcome = shared.stack.run(Execution::new(ctx, run)).await;
+        fate::settle_with(shared, job, outcome, kept.as_ref().and_then(|c| c.result()))
     }
     .instrument(span)
     .await

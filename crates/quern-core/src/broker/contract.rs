@@ -144,7 +144,9 @@ async fn finished_jobs_are_gone_and_settle_once<B: Broker>(b: &B, q: &B::Queue) 
     };
     let ops = [finish(&got[0], 1, false), finish(&got[1], 2, true)];
     b.settle(q, &ops, opts()).await.expect("settle");
-    b.settle(q, &ops, opts()).await.expect("settle again: a replay changes nothing");
+    b.settle(q, &ops, opts())
+        .await
+        .expect("settle again: a replay changes nothing");
     assert_eq!(b.requeue_expired(q, Duration::ZERO).await.expect("requeue"), 0);
     assert_eq!(b.release(q, CONSUMER).await.expect("release"), 0);
     assert!(claim(b, q, OTHER, 10, SHORT).await.is_empty());

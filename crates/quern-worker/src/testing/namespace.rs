@@ -152,9 +152,7 @@ impl Namespace {
             .configure(|c| {
                 // A test waits for a hung job 5 s, not the 30 s of production.
                 c.grace = Duration::from_secs(5);
-                // With several queues, an idle queue's fetcher holds every free execution slot
-                // while its claim blocks, so a job on another queue waits for that claim to
-                // return (measured: the whole default 2 s block). 100 ms keeps drains quick.
+                // An idle claim returns after `block`: 100 ms keeps drains quick.
                 c.block = Duration::from_millis(100);
             });
         match &self.configure {

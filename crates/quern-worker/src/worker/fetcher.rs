@@ -45,6 +45,10 @@ impl<B: Broker> Fetcher<B> {
             }
         };
         let mut paused = self.paused.clone();
+        // Whether the last claim found nothing (at start: nothing known yet): an idle queue's claim then holds one execution
+        // slot while it blocks, not every free one, so that the jobs of the worker's other
+        // queues are not kept waiting for slots it holds (up to `block`).
+        let mut idle = true;
         loop {
             while *paused.borrow_and_update() {
                 tokio::select! {
@@ -57,7 +61,8 @@ impl<B: Broker> Fetcher<B> {
                 _ = stop.wait() => return,
             };
             let mut permits = vec![first];
-            while permits.len() < self.config.batch {
+            let want = if idle { 1 } else { self.config.batch };
+            while permits.len() < want {
                 match self.semaphore.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
                     Err(_) => break,
@@ -78,6 +83,7 @@ impl<B: Broker> Fetcher<B> {
             match claimed {
                 Ok(deliveries) => {
                     reconnect.succeeded();
+                    idle = deliveries.is_empty();
                     let tokens = self.in_flight.insert_deliveries(&deliveries);
                     let claimed_at = Instant::now();
                     let batch: Vec<_> = deliveries
