@@ -34,6 +34,7 @@ impl Storage {
         }
         let mut pipe = redis::pipe();
         let mut completed: Vec<(&str, Option<&str>)> = Vec::new();
+        let mut finished: Vec<&Settle> = Vec::new();
         let now = self.clock.now_ms();
         let retention = options.retention;
         let oldest_kept =
@@ -77,32 +78,7 @@ impl Storage {
                             .arg(oldest_kept);
                     },
                 ),
-                Settle::Finish {
-                    entry_id,
-                    job_id,
-                    cancelled,
-                    record,
-                    keep_ms,
-                } => script_cmd(
-                    &mut pipe,
-                    &scripts::FINISH,
-                    &[
-                        &keys.stream,
-                        &keys.stats,
-                        &keys.jobs,
-                        &keys.done(job_id),
-                        &keys.cancel(job_id),
-                    ],
-                    |c| {
-                        c.arg(GROUP)
-                            .arg(entry_id)
-                            .arg(job_id)
-                            .arg(record)
-                            .arg(*keep_ms)
-                            .arg(if *cancelled { "1" } else { "0" })
-                            .arg(if options.delete_completed { "1" } else { "0" });
-                    },
-                ),
+                Settle::Finish { .. } => finished.push(op),
                 other => {
                     return Err(StorageError::Unsupported {
                         what: format!("settle a job as {:?}", other.kind()),
@@ -130,6 +106,35 @@ impl Storage {
                     }
                 },
             );
+        }
+        for chunk in finished.chunks(BATCH) {
+            let mut job_keys = vec![keys.stream.clone(), keys.stats.clone(), keys.jobs.clone()];
+            for op in chunk {
+                if let Settle::Finish { job_id, .. } = op {
+                    job_keys.push(keys.done(job_id));
+                    job_keys.push(keys.cancel(job_id));
+                }
+            }
+            let refs: Vec<&str> = job_keys.iter().map(String::as_str).collect();
+            script_cmd(&mut pipe, &scripts::FINISH, &refs, |c| {
+                c.arg(GROUP).arg(delete);
+                for op in chunk {
+                    if let Settle::Finish {
+                        entry_id,
+                        job_id,
+                        cancelled,
+                        record,
+                        keep_ms,
+                    } = op
+                    {
+                        c.arg(entry_id)
+                            .arg(job_id)
+                            .arg(record)
+                            .arg(*keep_ms)
+                            .arg(if *cancelled { "1" } else { "0" });
+                    }
+                }
+            });
         }
         self.exec_scripts(&pipe, "settling jobs").await
     }
