@@ -14,6 +14,9 @@ use crate::backoff::Reconnect;
 use crate::in_flight::InFlight;
 use crate::lease::Renewals;
 
+/// The longest a claim of a batch waits for a job to arrive: it holds every free slot meanwhile.
+const BATCH_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+
 pub(crate) struct Fetcher<B: Broker> {
     pub broker: B,
     pub queue: B::Queue,
@@ -45,10 +48,11 @@ impl<B: Broker> Fetcher<B> {
             }
         };
         let mut paused = self.paused.clone();
-        // Whether the last claim found nothing (at start: nothing known yet): an idle queue's claim then holds one execution
-        // slot while it blocks, not every free one, so that the jobs of the worker's other
-        // queues are not kept waiting for slots it holds (up to `block`).
-        let mut idle = true;
+        // Whether the last claim found nothing. Only a claim of one job blocks for long (up to
+        // `block`), holding one execution slot: a claim of a batch holds every free slot, and
+        // waits for at most a millisecond, so that an idle queue never keeps the worker's
+        // other queues waiting for slots it holds.
+        let mut idle = false;
         loop {
             while *paused.borrow_and_update() {
                 tokio::select! {
@@ -61,7 +65,11 @@ impl<B: Broker> Fetcher<B> {
                 _ = stop.wait() => return,
             };
             let mut permits = vec![first];
-            let want = if idle { 1 } else { self.config.batch };
+            let (want, block) = if idle {
+                (1, self.config.block)
+            } else {
+                (self.config.batch, BATCH_WAIT)
+            };
             while permits.len() < want {
                 match self.semaphore.clone().try_acquire_owned() {
                     Ok(p) => permits.push(p),
@@ -73,7 +81,7 @@ impl<B: Broker> Fetcher<B> {
                 &self.queue,
                 &self.config.consumer,
                 permits.len(),
-                self.config.block,
+                block,
             );
             let claimed = tokio::select! {
                 r = claim => r,
