@@ -4,9 +4,10 @@
 /// An in-memory broker for unit tests: it passes the same contract suite as Redis.
 pub use quern_core::broker::memory::MemoryBroker;
 pub use quern_core::{
-    AttemptOutcome, Backoff, Broker, Clock, DecodeError, DecodeErrorKind, Envelope, ErrorChain, Event,
-    EventKind, Events, Extensions, Fate, Isolation, Job, JobContext, JobError, JobId, JobInfo, JobOptions,
-    JobState, ManualClock, Outcome, Resource, ResourceContext, Shutdown, lifecycle, redact_url,
+    AttemptOutcome, Backoff, BacktraceSetting, Broker, Clock, DecodeError, DecodeErrorKind, Envelope,
+    ErrorChain, Event, EventKind, Events, Extensions, Fate, Isolation, Job, JobContext, JobError, JobId,
+    JobInfo, JobOptions, JobState, ManualClock, Outcome, Resource, ResourceContext, Shutdown, backtrace,
+    lifecycle, redact_url,
 };
 pub use quern_redis::{
     DeadJob, DeadReason, DeadRecord, Inspector, Producer, QueueKeys, QueueStats, RedisConfig, RetryDead,

@@ -4,6 +4,8 @@ use std::backtrace::{Backtrace, BacktraceStatus};
 use std::error::Error as StdError;
 use std::fmt;
 
+use crate::backtrace::BacktraceSetting;
+
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// Why a job execution failed.
@@ -29,7 +31,8 @@ pub struct JobError {
     retryable: bool,
     context: Option<String>,
     source: BoxError,
-    /// Captured where the error was made, when `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) is set.
+    /// Captured where the error was made, when `QUERN_BACKTRACE` asks for it
+    /// ([`BacktraceSetting::current`]); `RUST_BACKTRACE` alone does not.
     backtrace: Backtrace,
 }
 
@@ -40,7 +43,7 @@ impl JobError {
             retryable: true,
             context: None,
             source: err.into(),
-            backtrace: Backtrace::capture(),
+            backtrace: BacktraceSetting::current().capture(),
         }
     }
 
@@ -51,7 +54,7 @@ impl JobError {
             retryable: false,
             context: None,
             source: err.into(),
-            backtrace: Backtrace::capture(),
+            backtrace: BacktraceSetting::current().capture(),
         }
     }
 
@@ -89,7 +92,8 @@ impl JobError {
         self.retryable
     }
 
-    /// Where the error was made, when backtraces are enabled (`RUST_BACKTRACE=1`).
+    /// Where the error was made, when Quern's backtraces are enabled (`QUERN_BACKTRACE=1`, see
+    /// [`backtrace`](crate::backtrace)).
     pub fn backtrace(&self) -> Option<&Backtrace> {
         (self.backtrace.status() == BacktraceStatus::Captured).then_some(&self.backtrace)
     }

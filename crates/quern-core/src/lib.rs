@@ -6,6 +6,8 @@
 //! # Layout
 //! - [`job`] — the [`Job`] trait and its per-job policy ([`JobOptions`], [`Isolation`]).
 //! - [`error`] — [`JobError`], a failure that keeps its cause chain and says whether to retry.
+//! - [`backtrace`] — [`BacktraceSetting`] (`QUERN_BACKTRACE`) and the [trim](backtrace::trim) of
+//!   a job failure's backtrace to the job's own frames.
 //! - [`context`] — [`JobContext`], what one execution knows about itself, and [`Shutdown`].
 //! - [`resource`] — the [`Resource`] lifecycle (acquire before `run`, release after, on every path).
 //! - [`retry`] — [`Backoff`], how long to wait before the next attempt.
@@ -20,6 +22,7 @@
 //!   [`QueueStats`], [`JobInfo`].
 #![forbid(unsafe_code)]
 
+pub mod backtrace;
 pub mod broker;
 pub mod clock;
 pub mod context;
@@ -34,6 +37,7 @@ pub mod resource;
 pub mod retry;
 pub mod state;
 
+pub use backtrace::BacktraceSetting;
 pub use broker::{Broker, BrokerError, DeadRetention, Delivery, Settle, SettleOptions, TrimReport};
 pub use clock::{Clock, ManualClock};
 pub use context::{JobContext, Shutdown};
