@@ -6,8 +6,8 @@ pub use quern_core::broker::memory::MemoryBroker;
 pub use quern_core::{
     AttemptOutcome, Backoff, BacktraceSetting, Broker, Clock, DecodeError, DecodeErrorKind, Envelope,
     ErrorChain, Event, EventKind, Events, Extensions, Fate, Isolation, Job, JobContext, JobError, JobId,
-    JobInfo, JobOptions, JobState, ManualClock, Outcome, Resource, ResourceContext, Shutdown, backtrace,
-    lifecycle, redact_url,
+    JobInfo, JobOptions, JobState, ManualClock, Outcome, Resource, ResourceContext, Retryability, Shutdown,
+    backtrace, lifecycle, redact_url,
 };
 pub use quern_redis::{
     DeadJob, DeadReason, DeadRecord, Inspector, Producer, QueueKeys, QueueStats, RedisConfig, RetryDead,

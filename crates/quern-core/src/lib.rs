@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`job`] — the [`Job`] trait and its per-job policy ([`JobOptions`], [`Isolation`]).
-//! - [`error`] — [`JobError`], a failure that keeps its cause chain and says whether to retry.
+//! - [`error`] — [`JobError`], a failure that keeps its cause chain and says whether to retry;
+//!   the [classifiers](error::register_classifier) other crates register for their errors.
 //! - [`backtrace`] — [`BacktraceSetting`] (`QUERN_BACKTRACE`) and the [trim](backtrace::trim) of
 //!   a job failure's backtrace to the job's own frames.
 //! - [`context`] — [`JobContext`], what one execution knows about itself, and [`Shutdown`].
@@ -43,7 +44,7 @@ pub use clock::{Clock, ManualClock};
 pub use context::{JobContext, Shutdown};
 pub use dead::{DeadReason, DeadRecord};
 pub use envelope::{DecodeError, DecodeErrorKind, Envelope, JobId, MAX_PAYLOAD_BYTES};
-pub use error::{ErrorChain, JobError};
+pub use error::{ErrorChain, JobError, Retryability};
 pub use events::{Event, EventKind, Events};
 pub use job::{Isolation, Job, JobOptions};
 pub use lifecycle::{AttemptOutcome, Fate};
