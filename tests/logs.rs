@@ -154,8 +154,7 @@ async fn a_piped_log_holds_no_colour_codes_even_without_no_color() {
     let (url, storage, producer) = setup().await;
     let prefix = storage.config().prefix.clone();
     producer.enqueue(&record(&storage, 1, "error")).await.unwrap();
-    let worker = Worker::start(&url, &prefix, &[], &[]);
-    let mut worker = worker;
+    let mut worker = Worker::start(&url, &prefix, &[], &[]);
     worker.wait_for("saying the job failed", |l| l.contains("job failed"));
     let lines = worker.stop();
     cleanup(&storage).await;
@@ -228,7 +227,7 @@ async fn json_lines_carry_the_job_on_every_line_logged_inside_it() {
     }
 }
 
-/// The backtrace field of the JSON line saying the job with `id` is dead, if any.
+/// The JSON line saying the job with `id` is dead.
 fn dead_line(lines: &[String], id: &str) -> serde_json::Value {
     lines
         .iter()
