@@ -23,7 +23,7 @@ type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// [`diesel::result::Error`] (or on an error of your own that has one of them as a `source()`),
 /// gives a [`JobError`] that is retryable or permanent as [`classify`] says: quern-core's
 /// conversion asks the classifiers registered with
-/// [`register_classifier`](quern_core::error::register_classifier), and quern-diesel registers
+/// [`quern_core::error::register_classifier`], and quern-diesel registers
 /// [`classify`] when an [`IsolatedPg`](crate::IsolatedPg) is first set up (or when you call
 /// [`install_error_classifier`]). So a query on a table that does not exist is dead-lettered after
 /// one attempt, while a lost connection or a serialization failure is retried:
