@@ -4,10 +4,10 @@
 /// An in-memory broker for unit tests: it passes the same contract suite as Redis.
 pub use quern_core::broker::memory::MemoryBroker;
 pub use quern_core::{
-    AttemptOutcome, Backoff, Broker, Clock, DecodeError, DecodeErrorKind, EnqueueOptions, Enqueued, Envelope,
-    ErrorChain, Event, EventKind, Events, Extensions, Fate, FinishedRecord, Headers, InvalidJobId, Isolation,
-    Job, JobContext, JobError, JobId, JobInfo, JobOptions, JobState, ManualClock, Outcome, Resource,
-    ResourceContext, Shutdown, When, lifecycle, redact_url,
+    AttemptOutcome, Backoff, BacktraceSetting, Broker, Clock, DecodeError, DecodeErrorKind, EnqueueOptions,
+    Enqueued, Envelope, ErrorChain, Event, EventKind, Events, Extensions, Fate, FinishedRecord, Headers,
+    InvalidJobId, Isolation, Job, JobContext, JobError, JobId, JobInfo, JobOptions, JobState, ManualClock,
+    Outcome, Resource, ResourceContext, Retryability, Shutdown, When, backtrace, lifecycle, redact_url,
 };
 pub use quern_redis::{
     Cancelled, DeadJob, DeadReason, DeadRecord, Inspector, Paused, Producer, QueueKeys, QueueStats,

@@ -65,13 +65,27 @@ struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Kept, not printed: a passing run stays quiet; a failing one shows it (`PrintOnFailure`).
         LOG.lock().unwrap().extend_from_slice(buf);
-        std::io::stderr().write_all(buf)?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Prints the workers' log (into the test's captured output) when the test fails.
+struct PrintOnFailure;
+
+impl Drop for PrintOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "the workers logged:\n{}",
+                String::from_utf8_lossy(&LOG.lock().unwrap())
+            );
+        }
     }
 }
 
@@ -120,6 +134,7 @@ fn start_worker(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_blocking_its_thread_does_not_freeze_its_worker() {
     capture_logs();
+    let _print_on_failure = PrintOnFailure;
     let url = test_support::redis_url();
     let storage = common::storage(&url).await;
     let prefix = storage.config().prefix.clone();

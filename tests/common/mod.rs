@@ -95,7 +95,7 @@ pub async fn runs(url: &str, key: &str) -> std::collections::HashMap<u64, u64> {
 /// Starts `examples/worker.rs` as a separate process working `queue` under `prefix`, with a 1 s
 /// lease (so killed workers' jobs come back fast). Its log level comes from `WORKER_LOG`
 /// (default `error`: the planned failures and kills of these tests would flood the output), its
-/// log goes to the test's stderr.
+/// log goes to the test's captured output ([`forward_captured`]): shown when the test fails.
 pub fn spawn_worker(
     url: &str,
     prefix: &str,
@@ -104,7 +104,7 @@ pub fn spawn_worker(
     extra: &[&str],
 ) -> std::process::Child {
     let concurrency = concurrency.to_string();
-    std::process::Command::new(example_bin("worker"))
+    let mut child = std::process::Command::new(example_bin("worker"))
         .args([
             "--prefix",
             prefix,
@@ -123,9 +123,29 @@ pub fn spawn_worker(
             std::env::var("WORKER_LOG").unwrap_or_else(|_| "error".into()),
         )
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("start the example worker")
+        .expect("start the example worker");
+    forward_captured(&mut child);
+    child
+}
+
+/// Copies `child`'s stderr, line by line, into the output of the test that started it (on a
+/// thread, which inherits the test's output capture): the test harness shows it only when the
+/// test fails, and `--nocapture` shows it at once. A child that inherited the test's stderr
+/// would print past the capture, into every passing run.
+pub fn forward_captured(child: &mut std::process::Child) {
+    let Some(stderr) = child.stderr.take() else {
+        return;
+    };
+    let pid = child.id();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("[worker {pid}] {line}");
+        }
+    });
 }
 
 /// The dead records of `queue`, newest first, through the typed admin API.

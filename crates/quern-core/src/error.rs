@@ -3,6 +3,9 @@
 use std::backtrace::{Backtrace, BacktraceStatus};
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::RwLock;
+
+use crate::backtrace::BacktraceSetting;
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -13,8 +16,12 @@ type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// attempt could succeed ([`JobError::is_retryable`]): the worker decides by asking, never by
 /// matching text.
 ///
-/// Any `std::error::Error + Send + Sync + 'static` converts into a retryable `JobError`, so `?`
-/// works inside [`Job::run`](crate::Job::run):
+/// Any `std::error::Error + Send + Sync + 'static` converts into a `JobError`, so `?` works
+/// inside [`Job::run`](crate::Job::run). The conversion asks the [registered
+/// classifiers](register_classifier) about the error and each of its `source()`s: the first that
+/// recognises one decides whether the failure is retryable or permanent (quern-diesel registers
+/// one that makes a syntax error or a missing table permanent, and a lost connection or a
+/// serialization failure retryable). An error no classifier recognises is retryable:
 ///
 /// ```
 /// use quern_core::JobError;
@@ -29,7 +36,8 @@ pub struct JobError {
     retryable: bool,
     context: Option<String>,
     source: BoxError,
-    /// Captured where the error was made, when `RUST_BACKTRACE` (or `RUST_LIB_BACKTRACE`) is set.
+    /// Captured where the error was made, when `QUERN_BACKTRACE` asks for it
+    /// ([`BacktraceSetting::current`]); `RUST_BACKTRACE` alone does not.
     backtrace: Backtrace,
 }
 
@@ -40,7 +48,7 @@ impl JobError {
             retryable: true,
             context: None,
             source: err.into(),
-            backtrace: Backtrace::capture(),
+            backtrace: BacktraceSetting::current().capture(),
         }
     }
 
@@ -51,7 +59,7 @@ impl JobError {
             retryable: false,
             context: None,
             source: err.into(),
-            backtrace: Backtrace::capture(),
+            backtrace: BacktraceSetting::current().capture(),
         }
     }
 
@@ -112,7 +120,8 @@ impl JobError {
         self.retryable
     }
 
-    /// Where the error was made, when backtraces are enabled (`RUST_BACKTRACE=1`).
+    /// Where the error was made, when Quern's backtraces are enabled (`QUERN_BACKTRACE=1`, see
+    /// [`backtrace`](crate::backtrace)).
     pub fn backtrace(&self) -> Option<&Backtrace> {
         (self.backtrace.status() == BacktraceStatus::Captured).then_some(&self.backtrace)
     }
@@ -139,8 +148,88 @@ where
     E: StdError + Send + Sync + 'static,
 {
     fn from(err: E) -> Self {
-        Self::retryable(err)
+        let permanent = classify(&err) == Some(Retryability::Permanent);
+        let mut job_error = Self::retryable(err);
+        job_error.retryable = !permanent;
+        job_error
     }
+}
+
+/// Whether another attempt may succeed, as an [`ErrorClassifier`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retryability {
+    /// Another attempt may succeed (a lost connection, a deadlock).
+    Retryable,
+    /// No attempt can succeed (a syntax error, a missing table): the job is dead-lettered at once.
+    Permanent,
+}
+
+impl Retryability {
+    /// `Retryable` when `retryable`, else `Permanent`.
+    pub fn from_retryable(retryable: bool) -> Self {
+        if retryable {
+            Retryability::Retryable
+        } else {
+            Retryability::Permanent
+        }
+    }
+}
+
+/// Recognises the errors of one library (by downcasting) and says whether they are worth
+/// retrying; `None` for an error it does not know.
+///
+/// Libraries register one with [`register_classifier`], so that `?` on their errors inside
+/// [`Job::run`](crate::Job::run) gives a [`JobError`] that is retryable or permanent as the
+/// error deserves, while quern-core depends on none of them.
+pub type ErrorClassifier = fn(&(dyn StdError + 'static)) -> Option<Retryability>;
+
+/// The registered classifiers, by name.
+static CLASSIFIERS: RwLock<Vec<(&'static str, ErrorClassifier)>> = RwLock::new(Vec::new());
+
+/// Registers `classifier` under `name` (a crate's name: `"quern-diesel"`), replacing the one
+/// registered under that name before, if any. The conversion of an error into a [`JobError`]
+/// consults every registered classifier from then on, in the order they were registered.
+///
+/// ```
+/// use quern_core::JobError;
+/// use quern_core::error::{Retryability, register_classifier};
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("no such invoice")]
+/// struct NoSuchInvoice;
+///
+/// register_classifier("invoices", |e| {
+///     e.downcast_ref::<NoSuchInvoice>().map(|_| Retryability::Permanent)
+/// });
+/// fn load() -> Result<(), JobError> {
+///     Err(NoSuchInvoice)?
+/// }
+/// assert!(!load().unwrap_err().is_retryable());
+/// ```
+pub fn register_classifier(name: &'static str, classifier: ErrorClassifier) {
+    let mut classifiers = CLASSIFIERS.write().unwrap_or_else(|e| e.into_inner());
+    match classifiers.iter_mut().find(|(n, _)| *n == name) {
+        Some(slot) => slot.1 = classifier,
+        None => classifiers.push((name, classifier)),
+    }
+}
+
+/// What the registered classifiers say about `err`: walks `err` and its `source()`s, outermost
+/// first, and returns the answer of the first classifier that recognises one of them; `None`
+/// when none does.
+pub fn classify(err: &(dyn StdError + 'static)) -> Option<Retryability> {
+    let classifiers = CLASSIFIERS.read().unwrap_or_else(|e| e.into_inner());
+    if classifiers.is_empty() {
+        return None;
+    }
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(answer) = classifiers.iter().find_map(|(_, classify)| classify(e)) {
+            return Some(answer);
+        }
+        cur = e.source();
+    }
+    None
 }
 
 impl fmt::Display for JobError {
@@ -255,6 +344,30 @@ mod tests {
             err.chain().to_string(),
             "rendering: caused by: loading site 7: caused by: query failed: caused by: connection refused"
         );
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the test's own permanent error")]
+    struct Unfixable;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapped")]
+    struct Wrapper(#[source] Unfixable);
+
+    #[test]
+    fn a_registered_classifier_decides_for_an_error_anywhere_in_the_chain() {
+        register_classifier("quern-core-test", |e| {
+            e.downcast_ref::<Unfixable>().map(|_| Retryability::Permanent)
+        });
+        assert!(!JobError::from(Unfixable).is_retryable());
+        assert!(
+            !JobError::from(Wrapper(Unfixable)).is_retryable(),
+            "found as a source"
+        );
+        assert_eq!(classify(&Wrapper(Unfixable)), Some(Retryability::Permanent));
+        // What no classifier knows stays retryable, and so does an explicit `retryable`.
+        assert!(JobError::from(std::io::Error::other("x")).is_retryable());
+        assert!(JobError::retryable(Unfixable).is_retryable());
     }
 
     #[test]

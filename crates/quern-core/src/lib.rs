@@ -5,7 +5,10 @@
 //!
 //! # Layout
 //! - [`job`] — the [`Job`] trait and its per-job policy ([`JobOptions`], [`Isolation`]).
-//! - [`error`] — [`JobError`], a failure that keeps its cause chain and says whether to retry.
+//! - [`error`] — [`JobError`], a failure that keeps its cause chain and says whether to retry;
+//!   the [classifiers](error::register_classifier) other crates register for their errors.
+//! - [`backtrace`] — [`BacktraceSetting`] (`QUERN_BACKTRACE`) and the [trim](backtrace::trim) of
+//!   a job failure's backtrace to the job's own frames.
 //! - [`context`] — [`JobContext`], what one execution knows about itself, and [`Shutdown`].
 //! - [`resource`] — the [`Resource`] lifecycle (acquire before `run`, release after, on every path).
 //! - [`retry`] — [`Backoff`], how long to wait before the next attempt.
@@ -21,6 +24,7 @@
 //!   [`QueueStats`], [`JobInfo`].
 #![forbid(unsafe_code)]
 
+pub mod backtrace;
 pub mod broker;
 pub mod clock;
 pub mod context;
@@ -36,13 +40,14 @@ pub mod resource;
 pub mod retry;
 pub mod state;
 
+pub use backtrace::BacktraceSetting;
 pub use broker::{Broker, BrokerError, Control, DeadRetention, Delivery, Settle, SettleOptions, TrimReport};
 pub use clock::{Clock, ManualClock};
 pub use context::{JobContext, Shutdown};
 pub use dead::{DeadReason, DeadRecord};
 pub use enqueue::{EnqueueOptions, Enqueued, When};
 pub use envelope::{DecodeError, DecodeErrorKind, Envelope, Headers, InvalidJobId, JobId, MAX_PAYLOAD_BYTES};
-pub use error::{ErrorChain, JobError};
+pub use error::{ErrorChain, JobError, Retryability};
 pub use events::{Event, EventKind, Events};
 pub use job::{Isolation, Job, JobOptions};
 pub use lifecycle::{AttemptOutcome, Fate};

@@ -90,7 +90,7 @@ pub enum AttemptOutcome {
     Panicked {
         /// The panic message with its location.
         message: String,
-        /// A backtrace, when enabled (`RUST_BACKTRACE=1`).
+        /// A backtrace, when Quern's backtraces are enabled (`QUERN_BACKTRACE=1`).
         backtrace: Option<String>,
     },
     /// `run` ran past the job's timeout and was stopped.

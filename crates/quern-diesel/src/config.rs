@@ -160,6 +160,8 @@ pub(crate) struct Settings {
 
 impl Settings {
     fn resolve(config: &PgConfig) -> Self {
+        // Once per process: from now on `?` on a diesel error in a job is classified.
+        crate::error::install_error_classifier();
         let url = match &config.database_url {
             Some(url) => Some(Arc::from(url.as_str())),
             None => ENV_DATABASE_URL.clone(),

@@ -46,7 +46,8 @@
 //! # Layout
 //! - [`config`] — [`PgConfig`], the settings every execution's pool is built with.
 //! - [`isolated`] — [`IsolatedPg`], the resource, and [`PooledConn`], a checked-out connection.
-//! - [`error`] — [`PgError`], with the server named, the password redacted and the cause kept.
+//! - [`error`] — [`PgError`], with the server named, the password redacted and the cause kept;
+//!   [`classify`](error::classify), which makes `?` on a diesel error retry or dead-letter.
 //! - `manager`: the deadpool manager: connects on the calling runtime, resets and pings on reuse.
 #![forbid(unsafe_code)]
 

@@ -96,7 +96,7 @@ pub(crate) fn settle_with(
             shared.counters.failed.fetch_add(1, Relaxed);
             let retry_in_ms = at_ms.saturating_sub(now);
             let attempts_left = job.policy.max_attempts.saturating_sub(job.attempt);
-            match outcome.backtrace() {
+            match backtrace(&outcome) {
                 None => {
                     tracing::warn!(failure = kind, error.chain = %chain, retry_in_ms, attempts_left, "job failed; will retry")
                 }
@@ -139,7 +139,7 @@ pub(crate) fn settle_with(
             ) {
                 shared.counters.failed.fetch_add(1, Relaxed);
             }
-            match (&outcome, outcome.backtrace()) {
+            match (&outcome, backtrace(&outcome)) {
                 (AttemptOutcome::Undecodable(err), _) => tracing::error!(payload.size = err.size,
                     decode.kind = ?err.kind, decode.path = err.path.as_deref().unwrap_or(""), decode.line = err.line,
                     decode.column = err.column, decode.offset = err.offset, decode.window = %err.window,
@@ -214,6 +214,13 @@ fn finish(
         record: record.encode(),
         keep_ms: u64::try_from(keep.as_millis()).unwrap_or(u64::MAX).max(1),
     }
+}
+
+/// The backtrace of a failed attempt as `QUERN_BACKTRACE` wants it logged: none (the default),
+/// trimmed to the job's frames, or whole.
+fn backtrace(outcome: &AttemptOutcome) -> Option<String> {
+    let setting = quern_core::BacktraceSetting::current();
+    outcome.backtrace().and_then(|bt| setting.render(&bt))
 }
 
 /// A stored entry that is not an envelope at all: kept verbatim in the dead set.

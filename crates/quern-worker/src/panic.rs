@@ -17,7 +17,7 @@ thread_local! {
 }
 
 /// Installs (once) a panic hook. A panic inside a job is recorded — message, location
-/// (`src/jobs.rs:42:9`) and, when `RUST_BACKTRACE` is set, a backtrace — and logged once by the
+/// (`src/jobs.rs:42:9`) and, when `QUERN_BACKTRACE` asks for one, a backtrace — and logged once by the
 /// worker with the job's id, instead of being printed to stderr. Other panics go to the previous
 /// hook.
 pub(crate) fn install_panic_hook() {
@@ -33,7 +33,7 @@ pub(crate) fn install_panic_hook() {
                 .location()
                 .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
             LAST_PANIC_LOCATION.with(|c| *c.borrow_mut() = loc);
-            let bt = std::backtrace::Backtrace::capture();
+            let bt = quern_core::BacktraceSetting::current().capture();
             let bt = (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
             LAST_PANIC_BACKTRACE.with(|c| *c.borrow_mut() = bt);
         }));

@@ -49,11 +49,13 @@ mod dead;
 mod enqueue;
 mod format;
 mod job;
+mod logging;
 mod queue;
 mod run;
 mod stats;
 
 pub use format::format_ms;
+pub use logging::{ENV_LOG_FORMAT, LogFormat, init_logging};
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
@@ -66,6 +68,9 @@ pub struct Cli {
     /// Prefix of every Redis key Quern writes.
     #[arg(long, env = ENV_PREFIX, default_value = DEFAULT_PREFIX, global = true)]
     pub prefix: String,
+    /// Log format on stderr: `text`, or `json` (one object per line, for log shippers).
+    #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -265,8 +270,9 @@ pub struct Setup {
 /// }
 /// ```
 pub async fn main_with(registry: Registry, configure: impl FnOnce(Worker, &Setup) -> Worker) -> ExitCode {
-    init_tracing();
+    // Parsed first: the arguments say which log format to set up (a bad one exits 2 here).
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match execute(cli, registry, configure, crate::shutdown_signal()).await {
         Ok(code) => code,
         Err(e) => {
@@ -284,14 +290,16 @@ pub async fn main_with(registry: Registry, configure: impl FnOnce(Worker, &Setup
     }
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
+/// Logs to stderr in the format `QUERN_LOG_FORMAT` names (default text, coloured only on a
+/// terminal); `RUST_LOG` filters (default `info`). For binaries that do not parse [`Cli`].
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    match logging::log_format_from_env() {
+        Ok(format) => init_logging(format.unwrap_or_default()),
+        Err(message) => {
+            init_logging(LogFormat::Text);
+            tracing::warn!("{message}; logging as text");
+        }
+    }
 }
 
 /// Runs a parsed command; `shutdown` stops `run`.
