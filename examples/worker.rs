@@ -12,6 +12,32 @@ use quern::{Backoff, Job, JobContext, JobError, JobOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
+/// The app's state, given to the worker once (`Worker::extension`) and read by jobs with
+/// `ctx.state()`: a Redis client for the same server the worker uses, connected on first use
+/// and shared by every job (it reconnects by itself after Redis restarts).
+struct App {
+    client: Result<redis::Client, String>,
+    conn: OnceCell<redis::aio::ConnectionManager>,
+}
+
+impl App {
+    fn new(url: &str) -> Self {
+        Self {
+            client: redis::Client::open(url).map_err(|e| e.to_string()),
+            conn: OnceCell::new(),
+        }
+    }
+
+    async fn redis(&self) -> Result<redis::aio::ConnectionManager, JobError> {
+        let client = self.client.as_ref().map_err(|e| JobError::permanent(e.clone()))?;
+        let conn = self
+            .conn
+            .get_or_try_init(|| client.get_connection_manager())
+            .await?;
+        Ok(conn.clone())
+    }
+}
+
 /// Records each execution: `HINCRBY <key> <id> 1`, after sleeping `sleep_ms`. With `fail`, fails
 /// instead: `"error"` (retryable, with a cause chain), `"permanent"` or `"panic"`.
 #[derive(Serialize, Deserialize)]
@@ -24,19 +50,6 @@ struct Record {
     fail: Option<String>,
 }
 
-/// One connection for the process; it reconnects by itself after Redis restarts.
-static REDIS: OnceCell<redis::aio::ConnectionManager> = OnceCell::const_new();
-
-async fn redis() -> Result<redis::aio::ConnectionManager, JobError> {
-    let conn = REDIS
-        .get_or_try_init(|| async {
-            let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-            redis::Client::open(url)?.get_connection_manager().await
-        })
-        .await?;
-    Ok(conn.clone())
-}
-
 impl Job for Record {
     const NAME: &'static str = "record";
     type Resources = ();
@@ -46,7 +59,7 @@ impl Job for Record {
         JobOptions::new().backoff(Backoff::Fixed(Duration::from_millis(100)))
     }
 
-    async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> {
+    async fn run(self, ctx: &JobContext, _: &mut ()) -> Result<(), JobError> {
         if self.sleep_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
         }
@@ -61,7 +74,10 @@ impl Job for Record {
             Some("panic") => panic!("record {} is corrupt", self.id),
             _ => {}
         }
-        let mut conn = redis().await?;
+        let app: &App = ctx
+            .state()
+            .ok_or_else(|| JobError::permanent("the worker was started without the App state"))?;
+        let mut conn = app.redis().await?;
         redis::cmd("HINCRBY")
             .arg(&self.key)
             .arg(self.id)
@@ -74,14 +90,47 @@ impl Job for Record {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    quern::cli::main(quern::Registry::new().register::<Record>()).await
+    // The hook gets the Redis URL the command line resolved: the jobs' client goes where the
+    // worker does.
+    quern::cli::main_with(quern::Registry::new().register::<Record>(), |worker, setup| {
+        worker.extension(App::new(&setup.redis.url))
+    })
+    .await
 }
 
 #[cfg(test)]
 mod tests {
-    use quern::testing::perform;
+    use quern::testing::{Performer, perform};
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_record_goes_through_the_apps_redis_client() {
+        let url = quern::testing::redis_url();
+        let key = format!("worker-example:{}", quern::JobId::new());
+        let record = Record {
+            key: key.clone(),
+            id: 7,
+            sleep_ms: 0,
+            fail: None,
+        };
+        let done = Performer::new().extension(App::new(&url)).perform(&record).await;
+        done.assert_succeeded();
+        let mut conn = App::new(&url).redis().await.unwrap();
+        let count: u64 = redis::cmd("HGET")
+            .arg(&key)
+            .arg(7)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
+        assert_eq!(count, 1);
+
+        // Without the state, the job says what is missing and is not retried.
+        let missing = perform(&record).await;
+        assert!(missing.is_dead(), "{missing:?}");
+        assert_eq!(missing.chain(), ["the worker was started without the App state"]);
+    }
 
     fn failing(how: &str) -> Record {
         Record {
