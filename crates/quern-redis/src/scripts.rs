@@ -50,10 +50,10 @@ script!(
 script!(RELEASE, "release.lua", "envelope_id.lua", "moved_entry.lua");
 script!(RETRY_DEAD, "retry_dead.lua");
 script!(TRIM_ACKED, "trim_acked.lua");
-script!(FIND_ENTRY, "find_entry.lua");
+script!(FIND_ENTRY, "find_entry.lua", "last_delivered.lua");
 script!(ENQUEUE_ID, "enqueue_id.lua");
 script!(FINISH, "finish.lua");
-script!(CANCEL, "cancel.lua");
+script!(CANCEL, "cancel.lua", "last_delivered.lua");
 
 /// Every script, for loading them all after Redis forgot them (a restart, `SCRIPT FLUSH`).
 pub fn all() -> [&'static Script; 13] {

@@ -36,14 +36,7 @@ if #redis.call('XRANGE', KEYS[1], entry, entry) == 0 then
   return 'moved'
 end
 -- No consumer group yet (no worker ever read the queue): nothing was delivered.
-local last = nil
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local f = {}
-  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
-  if f['name'] == ARGV[1] then
-    last = f['last-delivered-id']
-  end
-end
+local last = last_delivered(KEYS[1], ARGV[1])
 if last then
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], entry, entry, 1)
   if p[1] then

@@ -13,14 +13,7 @@ local entry = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
 if #entry == 0 then
   return {}
 end
-local last = ''
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local f = {}
-  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
-  if f['name'] == ARGV[1] then
-    last = f['last-delivered-id']
-  end
-end
+local last = last_delivered(KEYS[1], ARGV[1]) or ''
 local lease = {}
 if last ~= '' then
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
