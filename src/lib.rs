@@ -7,7 +7,8 @@ pub use quern_core::{
     AttemptOutcome, Backoff, BacktraceSetting, Broker, Clock, DecodeError, DecodeErrorKind, EnqueueOptions,
     Enqueued, Envelope, ErrorChain, Event, EventKind, Events, Extensions, Fate, FinishedRecord, Headers,
     InvalidJobId, Isolation, Job, JobContext, JobError, JobId, JobInfo, JobOptions, JobState, ManualClock,
-    Outcome, Resource, ResourceContext, Retryability, Shutdown, When, backtrace, lifecycle, redact_url,
+    Outcome, Resource, ResourceContext, Retryability, Shutdown, Unique, When, backtrace, lifecycle,
+    redact_url,
 };
 pub use quern_redis::{
     Cancelled, DeadJob, DeadReason, DeadRecord, Inspector, Paused, Producer, QueueKeys, QueueStats,

@@ -49,6 +49,14 @@ pub trait Job: Serialize + DeserializeOwned + Send + 'static {
         JobOptions::default()
     }
 
+    /// A uniqueness rule for this job (see [`Unique`](crate::Unique)): while a job of the queue
+    /// holds the same key, enqueueing this one writes nothing and answers the holder's id.
+    /// `None` (the default) enqueues every copy. Per-enqueue options
+    /// ([`EnqueueOptions::unique`](crate::EnqueueOptions::unique)) override it.
+    fn unique(&self) -> Option<crate::Unique> {
+        None
+    }
+
     /// Runs one execution. Return `Err` to fail it: a retryable error is retried with backoff until
     /// the attempts are spent, a permanent one is dead-lettered at once.
     fn run(

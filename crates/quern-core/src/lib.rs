@@ -45,7 +45,7 @@ pub use broker::{Broker, BrokerError, Control, DeadRetention, Delivery, Settle, 
 pub use clock::{Clock, ManualClock};
 pub use context::{JobContext, Shutdown};
 pub use dead::{DeadReason, DeadRecord};
-pub use enqueue::{EnqueueOptions, Enqueued, When};
+pub use enqueue::{EnqueueOptions, Enqueued, Unique, When};
 pub use envelope::{DecodeError, DecodeErrorKind, Envelope, Headers, InvalidJobId, JobId, MAX_PAYLOAD_BYTES};
 pub use error::{ErrorChain, JobError, Retryability};
 pub use events::{Event, EventKind, Events};

@@ -11,10 +11,10 @@
 
 /// A producer: `enqueue`, `enqueue_many` (batches are `MULTI`/`EXEC` transactions),
 /// `enqueue_in`/`enqueue_at` (`schedule.lua`: `ZADD`, `HSET`, `LPUSH`, `LTRIM`), a caller-supplied
-/// id (`enqueue_id.lua`: `HGET`, `HEXISTS`, `EXISTS` first), recording the queue (`SADD`), the
+/// id (`enqueue_id.lua`: `HGET`, `HEXISTS`, `EXISTS` first; for a unique key `GET` and `SET` of
+/// its lock, and `XPENDING`, `XINFO GROUPS` to tell a running holder), recording the queue (`SADD`), the
 /// start-up memory check (`INFO`), and loading scripts after a restart.
-pub const PRODUCER: &str =
-    "+xadd +sadd +multi +exec +evalsha +script|load +zadd +hset +lpush +ltrim +info +hget +hexists +exists";
+pub const PRODUCER: &str = "+xadd +sadd +multi +exec +evalsha +script|load +zadd +hset +lpush +ltrim +info +hget +hexists +exists +get +set +xpending +xinfo|groups";
 
 /// A worker: the consumer group (`XGROUP CREATE` at start, `DELCONSUMER` at shutdown), claims
 /// (`XREADGROUP`), lease renewal (`XCLAIM`), the wake-up wait (`BLPOP`), the start-up memory

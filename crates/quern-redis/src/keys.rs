@@ -132,6 +132,12 @@ impl QueueKeys {
         format!("{}cancel:{id}", self.prefix)
     }
 
+    /// String: the job id holding unique key `key` in this queue (`Unique`); it holds only while
+    /// that job exists and is in one of the rule's states.
+    pub fn unique(&self, key: &str) -> String {
+        format!("{}unique:{key}", self.prefix)
+    }
+
     /// Every fixed key of this queue (the per-job [`done`](Self::done) and
     /// [`cancel`](Self::cancel) keys expire on their own).
     pub fn all(&self) -> [&str; 9] {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use std::borrow::Cow;
 
 use quern_core::envelope::{NewEnvelope, check_size, decode_payload, encode_new};
-use quern_core::{EnqueueOptions, Enqueued, Event, EventKind, Events, Job, JobId, When};
+use quern_core::{EnqueueOptions, Enqueued, Event, EventKind, Events, Job, JobId, Unique, When};
 use serde_json::value::RawValue;
 
 use crate::error::StorageError;
@@ -144,8 +144,10 @@ impl Producer {
         options: EnqueueOptions,
     ) -> Result<Enqueued, StorageError> {
         let queue = Self::queue::<J>(&options)?;
-        self.write_one(&queue, J::NAME, &options, |new| self.encode(new, job))
-            .await
+        self.write_one(&queue, J::NAME, &options, job.unique(), |new| {
+            self.encode(new, job)
+        })
+        .await
     }
 
     /// Enqueues many jobs, one round trip per 1,000; returns their ids in order.
@@ -169,6 +171,11 @@ impl Producer {
                 "a caller-supplied id names one job: enqueue such jobs one by one with enqueue_with".into(),
             ));
         }
+        if options.unique_rule().is_some() {
+            return Err(StorageError::Options(
+                "one unique key names one job: give the job type a Job::unique rule, or enqueue such jobs one by one".into(),
+            ));
+        }
         let queue = Self::queue::<J>(options)?;
         let keys = self.storage.keys(&queue);
         let mut ids = Vec::new();
@@ -189,19 +196,39 @@ impl Producer {
             return Ok(ids);
         }
         let mut chunk = Vec::with_capacity(BULK_CHUNK);
+        // Where in `ids` the batches wrote (a unique job's enqueue reports its own).
+        let mut plain: Vec<std::ops::Range<usize>> = Vec::new();
         let no_id = unset();
         let new = new_envelope(&no_id, J::NAME, options);
         for job in jobs {
+            if let Some(rule) = job.unique() {
+                // Its lock is taken in the same script as its enqueue, one job at a time, after
+                // the jobs before it (a duplicate within the batch is found too).
+                if !chunk.is_empty() {
+                    self.push_chunk(&keys, &chunk, &mut ids).await?;
+                    plain.push(ids.len() - chunk.len()..ids.len());
+                    chunk.clear();
+                }
+                let one = self
+                    .write_one(&queue, J::NAME, options, Some(rule), |new| self.encode(new, job))
+                    .await?;
+                ids.push(one.id);
+                continue;
+            }
             chunk.push(self.encode(&new, job)?);
             if chunk.len() == BULK_CHUNK {
                 self.push_chunk(&keys, &chunk, &mut ids).await?;
+                plain.push(ids.len() - chunk.len()..ids.len());
                 chunk.clear();
             }
         }
         if !chunk.is_empty() {
             self.push_chunk(&keys, &chunk, &mut ids).await?;
+            plain.push(ids.len() - chunk.len()..ids.len());
         }
-        self.enqueued(&queue, J::NAME, &ids);
+        for range in plain {
+            self.enqueued(&queue, J::NAME, &ids[range]);
+        }
         Ok(ids)
     }
 
@@ -265,8 +292,10 @@ impl Producer {
         check_size(json.as_bytes(), self.storage.config().max_payload_bytes)
             .map_err(StorageError::Payload)?;
         let payload: Box<RawValue> = decode_payload(json).map_err(StorageError::Payload)?;
-        self.write_one(&queue, job_name, &options, |new| self.encode_raw(new, &payload))
-            .await
+        self.write_one(&queue, job_name, &options, None, |new| {
+            self.encode_raw(new, &payload)
+        })
+        .await
     }
 
     fn encode_raw(&self, new: &NewEnvelope<'_>, payload: &RawValue) -> Result<String, StorageError> {
@@ -279,11 +308,18 @@ impl Producer {
         queue: &str,
         job_name: &str,
         options: &EnqueueOptions,
+        job_unique: Option<Unique>,
         encode: impl FnOnce(&NewEnvelope<'_>) -> Result<String, StorageError>,
     ) -> Result<Enqueued, StorageError> {
-        let caller = options.caller_id().transpose()?;
+        let mut caller = options.caller_id().transpose()?;
         let due = self.due(options.when_to_run());
         let keys = self.storage.keys(queue);
+        let unique = options.unique_rule().cloned().or(job_unique);
+        if let Some(rule) = &unique {
+            rule.check().map_err(StorageError::Options)?;
+            // The lock names its holder by id: a unique job has an id of its own (indexed).
+            caller.get_or_insert_with(JobId::new);
+        }
         let enqueued = match (caller, due) {
             (None, None) => {
                 let no_id = unset();
@@ -302,11 +338,12 @@ impl Producer {
                 self.check_server_once().await;
                 match self
                     .storage
-                    .push_with_id(&keys, id.as_str(), &envelope, due)
+                    .push_with_id(&keys, id.as_str(), &envelope, due, unique.as_ref())
                     .await?
                 {
                     IdPush::Written(_) => Enqueued::new(id, queue),
-                    IdPush::Exists(_) => return Ok(Enqueued::duplicate(id, queue)),
+                    IdPush::Held(holder) => return Ok(Enqueued::duplicate(JobId::from(holder), queue)),
+                    _ => return Ok(Enqueued::duplicate(id, queue)),
                 }
             }
         };

@@ -51,7 +51,7 @@ script!(RELEASE, "release.lua", "envelope_id.lua", "moved_entry.lua");
 script!(RETRY_DEAD, "retry_dead.lua");
 script!(TRIM_ACKED, "trim_acked.lua");
 script!(FIND_ENTRY, "find_entry.lua", "last_delivered.lua");
-script!(ENQUEUE_ID, "enqueue_id.lua");
+script!(ENQUEUE_ID, "enqueue_id.lua", "last_delivered.lua");
 script!(FINISH, "finish.lua");
 script!(CANCEL, "cancel.lua", "last_delivered.lua");
 

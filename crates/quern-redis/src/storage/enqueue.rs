@@ -116,6 +116,8 @@ pub enum IdPush {
     /// A job with this id was already known; nothing was written. Where it is: `e` (in the
     /// stream), `s` (delayed), `r` (waiting for a retry), `d` (dead), `f` (finished, record kept).
     Exists(char),
+    /// Another job, this one, holds the unique key; nothing was written.
+    Held(String),
 }
 
 impl Storage {
@@ -128,6 +130,7 @@ impl Storage {
         id: &str,
         envelope: &str,
         due_ms: Option<u64>,
+        unique: Option<&quern_core::Unique>,
     ) -> Result<IdPush, StorageError> {
         if self.needs_register(&keys.queue) {
             redis::cmd("SADD")
@@ -139,21 +142,44 @@ impl Storage {
             self.registered(&keys.queue);
         }
         let due = due_ms.map(|d| d.to_string()).unwrap_or_default();
-        let (written, at): (i64, String) = scripts::ENQUEUE_ID
+        let (lock, states, ttl) = match unique {
+            Some(u) => (
+                keys.unique(u.key()),
+                u.states_code(),
+                u.ttl_limit()
+                    .map(|t| t.as_millis().to_string())
+                    .unwrap_or_default(),
+            ),
+            None => (keys.done(id), String::new(), String::new()),
+        };
+        let reply: Vec<redis::Value> = scripts::ENQUEUE_ID
             .key(&keys.stream)
             .key(&keys.scheduled)
             .key(&keys.wake)
             .key(&keys.jobs)
             .key(&keys.dead_records)
             .key(keys.done(id))
+            .key(lock)
             .arg(id)
             .arg(envelope)
             .arg(due)
+            .arg(states)
+            .arg(ttl)
+            .arg(crate::keys::GROUP)
             .invoke_async(&mut self.conn())
             .await
             .map_err(StorageError::redis("enqueueing"))?;
-        Ok(if written == 1 {
+        let text = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(redis::Value::SimpleString(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let written = matches!(reply.first(), Some(redis::Value::Int(1)));
+        let at = text(reply.get(1));
+        Ok(if written {
             IdPush::Written((!at.is_empty()).then_some(at))
+        } else if at == "u" {
+            IdPush::Held(text(reply.get(2)))
         } else {
             IdPush::Exists(at.chars().next().unwrap_or('e'))
         })

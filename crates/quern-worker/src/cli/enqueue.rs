@@ -18,6 +18,7 @@ pub(super) struct Request {
     pub delay_ms: Option<u64>,
     pub id: Option<String>,
     pub max_attempts: Option<u32>,
+    pub unique: Option<String>,
 }
 
 pub(super) async fn enqueue(
@@ -54,13 +55,16 @@ pub(super) async fn enqueue(
     if let Some(n) = r.max_attempts {
         options = options.max_attempts(n);
     }
+    if let Some(key) = r.unique {
+        options = options.unique(quern_core::Unique::new(key));
+    }
     let producer = Producer::new(storage);
     match producer.enqueue_json_with(&r.job, &r.json, options).await {
         Ok(done) => {
             out!("{}", done.id);
             if done.duplicate {
                 eprintln!(
-                    "note: a job with id {:?} is already known in queue {:?}; nothing was enqueued",
+                    "note: job {:?} of queue {:?} is already there (the same id, or the holder of the unique key); nothing was enqueued",
                     done.id.as_str(),
                     done.queue
                 );
@@ -71,7 +75,7 @@ pub(super) async fn enqueue(
             eprintln!("error: invalid JSON payload, nothing was enqueued: {e}");
             Ok(ExitCode::from(2))
         }
-        Err(e @ (StorageError::JobId(_) | StorageError::QueueName(_))) => {
+        Err(e @ (StorageError::JobId(_) | StorageError::QueueName(_) | StorageError::Options(_))) => {
             eprintln!("error: {e}; nothing was enqueued");
             Ok(ExitCode::from(2))
         }

@@ -111,6 +111,10 @@ pub enum Command {
         /// Executions allowed for this job (default: the job type's).
         #[arg(long)]
         max_attempts: Option<u32>,
+        /// A unique key: nothing is enqueued while a job of the queue holding it is queued,
+        /// delayed, running or retrying (the holder's id is printed).
+        #[arg(long)]
+        unique: Option<String>,
     },
     /// Pause or resume a queue.
     #[command(subcommand)]
@@ -326,6 +330,7 @@ pub async fn execute(
             delay_ms,
             id,
             max_attempts,
+            unique,
         } => {
             let request = enqueue::Request {
                 job,
@@ -334,6 +339,7 @@ pub async fn execute(
                 delay_ms,
                 id,
                 max_attempts,
+                unique,
             };
             enqueue::enqueue(storage, &registry, request).await
         }
