@@ -18,6 +18,8 @@ pub enum SystemName {
     /// Quern with jobs that keep their result (`{"n":i}`, kept 1 h): what results cost. Its
     /// `redis_memory` is the bytes one retained result takes.
     QuernResult,
+    /// Quern with a unique key on every job (`Unique::new("bench:<i>")`): what uniqueness costs.
+    QuernUnique,
     /// Raw redis-rs on Redis Streams: the physical limit of one Redis.
     RedisLimit,
     /// apalis 1.0 + apalis-redis 1.0.
@@ -35,6 +37,7 @@ impl SystemName {
             SystemName::Quern => "quern",
             SystemName::QuernLayer => "quern-layer",
             SystemName::QuernResult => "quern-result",
+            SystemName::QuernUnique => "quern-unique",
             SystemName::RedisLimit => "redis-limit",
             SystemName::ApalisRedis => "apalis-redis",
             SystemName::BullmqOfficial => "bullmq-official",

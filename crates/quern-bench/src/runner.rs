@@ -34,6 +34,7 @@ pub async fn run_child(system: SystemName, workload: Workload, env: &Env) -> Chi
         SystemName::Quern => measure::<crate::systems::quern::Quern>(workload, env).await,
         SystemName::QuernLayer => measure::<crate::systems::quern::Quern<1>>(workload, env).await,
         SystemName::QuernResult => measure::<crate::systems::quern::Quern<2>>(workload, env).await,
+        SystemName::QuernUnique => measure::<crate::systems::quern::Quern<3>>(workload, env).await,
     }
 }
 

@@ -315,6 +315,7 @@ impl Producer {
         let due = self.due(options.when_to_run());
         let keys = self.storage.keys(queue);
         let unique = options.unique_rule().cloned().or(job_unique);
+        let fresh = caller.is_none();
         if let Some(rule) = &unique {
             rule.check().map_err(StorageError::Options)?;
             // The lock names its holder by id: a unique job has an id of its own (indexed).
@@ -338,7 +339,7 @@ impl Producer {
                 self.check_server_once().await;
                 match self
                     .storage
-                    .push_with_id(&keys, id.as_str(), &envelope, due, unique.as_ref())
+                    .push_with_id(&keys, id.as_str(), &envelope, due, unique.as_ref(), fresh)
                     .await?
                 {
                     IdPush::Written(_) => Enqueued::new(id, queue),

@@ -68,7 +68,8 @@ const QUEUE: &str = "bench";
 
 /// Quern with its defaults: one worker, batches of up to 256, XACK per settled batch. `MODE` 1:
 /// one empty middleware layer (tower's `Identity`) wraps every execution; `MODE` 2: every job
-/// keeps its result (`quern-result`).
+/// keeps its result (`quern-result`); `MODE` 3: every job enqueued one by one has a unique key
+/// of its own (`quern-unique`).
 pub struct Quern<const MODE: u8 = 0> {
     env: Env,
     storage: Storage,
@@ -126,6 +127,7 @@ impl<const MODE: u8> System for Quern<MODE> {
     const NAME: SystemName = match MODE {
         1 => SystemName::QuernLayer,
         2 => SystemName::QuernResult,
+        3 => SystemName::QuernUnique,
         _ => SystemName::Quern,
     };
     const MEMORY_OF: &'static str = if MODE == 2 {
@@ -158,6 +160,11 @@ impl<const MODE: u8> System for Quern<MODE> {
     async fn enqueue_one(&mut self, i: u64) -> Result<()> {
         if MODE == 2 {
             self.producer.enqueue(&BenchResult { n: i }).await?;
+        } else if MODE == 3 {
+            let unique = quern_core::Unique::new(format!("bench:{i}"));
+            self.producer
+                .enqueue_with(&Bench { n: i }, quern_core::EnqueueOptions::new().unique(unique))
+                .await?;
         } else {
             self.producer.enqueue(&Bench { n: i }).await?;
         }

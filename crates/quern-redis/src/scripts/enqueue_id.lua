@@ -14,20 +14,24 @@
 --            retrying), or '' for no unique key
 -- ARGV[5] -> the lock's TTL in ms, or '' for none
 -- ARGV[6] -> consumer group (to tell a running holder from a queued one)
+-- ARGV[7] -> '1' when the id was just made by the producer (nothing can hold it: the checks of
+--            an id already known are skipped), '0' for a caller's id
 -- returns {1, entry id or ''} when written (the stream entry, or '' when delayed), else
 --   {0, where}: where the job with this id already is: 'e' (in the stream: queued or running),
 --   's' (delayed), 'r' (waiting for a retry), 'd' (dead), 'f' (finished, its record kept); or
 --   {0, 'u', holder id}: another job holds the unique key. A lock whose holder no longer
 --   exists, or is in none of the lock's states, is taken over: it never outlives its job.
-local where = redis.call('HGET', KEYS[4], ARGV[1])
-if where then
-  return {0, string.sub(where, 1, 1)}
-end
-if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then
-  return {0, 'd'}
-end
-if redis.call('EXISTS', KEYS[6]) == 1 then
-  return {0, 'f'}
+if ARGV[7] ~= '1' then
+  local where = redis.call('HGET', KEYS[4], ARGV[1])
+  if where then
+    return {0, string.sub(where, 1, 1)}
+  end
+  if redis.call('HEXISTS', KEYS[5], ARGV[1]) == 1 then
+    return {0, 'd'}
+  end
+  if redis.call('EXISTS', KEYS[6]) == 1 then
+    return {0, 'f'}
+  end
 end
 if ARGV[4] ~= '' then
   local holder = redis.call('GET', KEYS[7])

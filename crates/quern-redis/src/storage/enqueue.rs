@@ -121,9 +121,10 @@ pub enum IdPush {
 }
 
 impl Storage {
-    /// Writes the envelope of a job with a caller-supplied id once: to the stream now, or to
-    /// the delayed set when `due_ms` is given; nothing when a job with that id is already
-    /// known in the queue (`enqueue_id.lua`), in one atomic step.
+    /// Writes the envelope of a job with an id of its own once: to the stream now, or to the
+    /// delayed set when `due_ms` is given; nothing when a job with that id is already known in
+    /// the queue, or another job holds its `unique` key (`enqueue_id.lua`), in one atomic step.
+    /// `fresh`: the id was just made (a unique job without a caller's id), so nothing can know it.
     pub async fn push_with_id(
         &self,
         keys: &QueueKeys,
@@ -131,6 +132,7 @@ impl Storage {
         envelope: &str,
         due_ms: Option<u64>,
         unique: Option<&quern_core::Unique>,
+        fresh: bool,
     ) -> Result<IdPush, StorageError> {
         if self.needs_register(&keys.queue) {
             redis::cmd("SADD")
@@ -166,6 +168,7 @@ impl Storage {
             .arg(states)
             .arg(ttl)
             .arg(crate::keys::GROUP)
+            .arg(if fresh { "1" } else { "0" })
             .invoke_async(&mut self.conn())
             .await
             .map_err(StorageError::redis("enqueueing"))?;
