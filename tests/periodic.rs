@@ -421,3 +421,50 @@ async fn a_schedule_removed_from_the_code_is_removed_when_the_new_code_starts() 
     expected.sort();
     assert_eq!(runs(&storage).await, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_schedules_and_runs_one_now() {
+    use clap::Parser;
+    common::init_tracing();
+    let storage = common::storage(&test_support::redis_url()).await;
+    let clock = ManualClock::at(T0);
+    let events = Events::new(1024);
+    let registry = Registry::new()
+        .register::<Other>()
+        .periodic(every_10s("cli"), Tick { n: 7 })
+        .unwrap();
+    worker(&storage, registry, &clock, &events).stop().await;
+    let cli = |args: &[&str]| {
+        let prefix = storage.config().prefix.clone();
+        let mut all = vec!["quern", "--redis-url", "redis://127.0.0.1:6379", "--prefix"];
+        all.push(Box::leak(prefix.into_boxed_str()));
+        all.extend_from_slice(args);
+        quern::cli::Cli::try_parse_from(all).unwrap()
+    };
+    let run = |c| quern::cli::execute(c, Registry::new(), |w, _| w, std::future::pending());
+    let code = run(cli(&["cron", "list"])).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let code = run(cli(&["cron", "run", "cli"])).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let jobs = Inspector::new(storage.clone())
+        .queued_jobs("ticks", 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "one run enqueued now");
+    assert!(jobs[0].id.starts_with("cron:cli:run:"), "{}", jobs[0].id);
+    assert!(
+        jobs[0]
+            .envelope
+            .as_deref()
+            .unwrap_or_default()
+            .contains(r#""n":7"#),
+        "{:?}",
+        jobs[0]
+    );
+    let code = run(cli(&["cron", "run", "nope"])).await.unwrap();
+    assert_eq!(
+        code,
+        std::process::ExitCode::FAILURE,
+        "an unknown schedule is refused"
+    );
+}

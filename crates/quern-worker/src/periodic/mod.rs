@@ -73,13 +73,43 @@ impl Declared {
         encode_new(&new, &*self.payload, usize::MAX).expect("a payload that encoded once encodes again")
     }
 
-    /// What `cron list` shows of it and what Redis keeps as its description.
+    /// What Redis keeps as its description: what `cron list` shows and `cron run` enqueues,
+    /// from any binary.
     pub fn description(&self) -> String {
-        serde_json::json!({
-            "schedule": self.periodic.describe(),
-            "zone": self.periodic.zone_name(),
-            "job": self.job,
+        serde_json::to_string(&Description {
+            schedule: self.periodic.describe(),
+            zone: self.periodic.zone_name().to_owned(),
+            job: self.job.to_owned(),
+            payload: (*self.payload).to_owned(),
         })
-        .to_string()
+        .expect("a description serializes")
+    }
+}
+
+/// A schedule's description as stored in its queue's periodic hash.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Description {
+    /// The cron expression, or `every <n>ms`.
+    pub schedule: String,
+    /// IANA time zone.
+    pub zone: String,
+    /// The job type's name.
+    pub job: String,
+    /// The payload of its runs.
+    pub payload: Box<serde_json::value::RawValue>,
+}
+
+impl Description {
+    /// The schedule it describes, to compute due times from (`None` when it no longer parses).
+    pub fn periodic(&self, name: &str) -> Option<Periodic> {
+        let p = match self
+            .schedule
+            .strip_prefix("every ")
+            .and_then(|s| s.strip_suffix("ms"))
+        {
+            Some(ms) => Periodic::every(name, std::time::Duration::from_millis(ms.parse().ok()?)),
+            None => Periodic::cron(name, &self.schedule),
+        };
+        p.ok()?.time_zone(&self.zone).ok()
     }
 }

@@ -159,7 +159,7 @@ impl Periodic {
     /// agrees on the due times, whenever it started); the time zone plays no part.
     pub fn every(name: impl Into<String>, interval: Duration) -> Result<Self, PeriodicError> {
         let name = checked_name(name.into())?;
-        if interval.as_millis() == 0 || interval.subsec_nanos() % 1_000_000 != 0 {
+        if interval.as_millis() == 0 || !interval.subsec_nanos().is_multiple_of(1_000_000) {
             return Err(PeriodicError::InvalidInterval { name });
         }
         Ok(Self::new(name, When::Every(interval)))
