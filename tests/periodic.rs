@@ -186,7 +186,9 @@ async fn after_downtime(policy: MissedRuns, catch_up: usize) -> Vec<String> {
             .unwrap()
     };
     // Known from T0, then every worker stops.
-    worker(&storage, registry(), &clock, &events).stop().await;
+    let w = worker(&storage, registry(), &clock, &events);
+    known(&storage, "ticks", "m").await;
+    w.stop().await;
     clock.set(T0 + 96_000);
     let w = worker(&storage, registry(), &clock, &events);
     let mut seen = Vec::new();
@@ -433,7 +435,9 @@ async fn the_cli_lists_schedules_and_runs_one_now() {
         .register::<Other>()
         .periodic(every_10s("cli"), Tick { n: 7 })
         .unwrap();
-    worker(&storage, registry, &clock, &events).stop().await;
+    let w = worker(&storage, registry, &clock, &events);
+    known(&storage, "ticks", "cli").await;
+    w.stop().await;
     let cli = |args: &[&str]| {
         let prefix = storage.config().prefix.clone();
         let mut all = vec!["quern", "--redis-url", "redis://127.0.0.1:6379", "--prefix"];

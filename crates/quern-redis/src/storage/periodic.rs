@@ -89,12 +89,14 @@ impl Storage {
         now_ms: u64,
         declared: &[(String, String)],
     ) -> Result<Vec<String>, StorageError> {
-        redis::cmd("SADD")
-            .arg(queues_key(&self.config.prefix))
-            .arg(&keys.queue)
-            .exec_async(&mut self.conn())
-            .await
-            .map_err(StorageError::redis("registering periodic schedules"))?;
+        if !declared.is_empty() {
+            redis::cmd("SADD")
+                .arg(queues_key(&self.config.prefix))
+                .arg(&keys.queue)
+                .exec_async(&mut self.conn())
+                .await
+                .map_err(StorageError::redis("registering periodic schedules"))?;
+        }
         let mut invocation = scripts::SYNC_PERIODIC.key(keys.periodic());
         invocation.arg(now_ms).arg(keys.periodic_state(""));
         for (name, description) in declared {

@@ -23,6 +23,8 @@ const MAX_DUE: usize = 10_000;
 pub(crate) struct Ticker {
     pub storage: Storage,
     pub schedules: Vec<Arc<Declared>>,
+    /// The queues the worker works: their schedules not declared here are removed.
+    pub queues: Vec<String>,
     pub clock: Clock,
     pub events: Events,
 }
@@ -33,39 +35,38 @@ struct Cursor {
     at_ms: u64,
 }
 
-/// The ticker of a worker on `broker`, its schedules registered: `None` when the registry
-/// declares none, or the broker is not Redis (fires are decided by a Redis script).
-pub(crate) async fn start<B: quern_core::Broker>(
+/// The ticker of a worker on `broker`, working `queues`: `None` when the broker is not Redis
+/// (fires are decided by a Redis script), or the registry knows no job types (the generic
+/// `quern` binary must not remove anyone's schedules).
+pub(crate) fn start<B: quern_core::Broker>(
     broker: &B,
     registry: &crate::Registry,
     queues: &[String],
     clock: &Clock,
     events: &Events,
-) -> Result<Option<Ticker>, StorageError> {
+) -> Option<Ticker> {
     // Generic over its broker, the worker learns here whether it is Redis's.
-    let Some(storage) = (broker as &dyn std::any::Any).downcast_ref::<Storage>() else {
-        return Ok(None);
-    };
-    // The generic `quern` binary knows no job types: it must not remove anyone's schedules.
+    let storage = (broker as &dyn std::any::Any).downcast_ref::<Storage>()?;
     if registry.is_empty() && registry.declared().is_empty() {
-        return Ok(None);
+        return None;
     }
-    let ticker = Ticker {
+    Some(Ticker {
         storage: storage.clone(),
         schedules: registry.declared().to_vec(),
+        queues: queues.to_vec(),
         clock: clock.clone(),
         events: events.clone(),
-    };
-    ticker.sync(queues).await?;
-    Ok((!ticker.schedules.is_empty()).then_some(ticker))
+    })
 }
 
 impl Ticker {
-    /// Registers this worker's schedules, and removes the ones of `queues` (and of its
-    /// schedules' queues) it does not declare. Called before the worker starts claiming.
-    pub(crate) async fn sync(&self, queues: &[String]) -> Result<(), StorageError> {
+    /// Registers this worker's schedules, and removes the ones of its queues (and of its
+    /// schedules' queues) it does not declare. A queue without schedules, declared or known,
+    /// is only read: a full Redis (which refuses `SADD` and `HSET`) does not stop a worker that
+    /// declares none.
+    async fn sync(&self) -> Result<(), StorageError> {
         let now = self.clock.now_ms();
-        let mut all: Vec<String> = queues.to_vec();
+        let mut all: Vec<String> = self.queues.clone();
         all.extend(self.schedules.iter().map(|d| d.queue.clone()));
         all.sort();
         all.dedup();
@@ -77,6 +78,9 @@ impl Ticker {
                 .map(|d| (d.periodic.name.clone(), d.description()))
                 .collect();
             let keys = self.storage.keys(queue);
+            if declared.is_empty() && self.storage.periodic_schedules(&keys).await?.is_empty() {
+                continue;
+            }
             let removed = self.storage.sync_periodic(&keys, now, &declared).await?;
             if !removed.is_empty() {
                 tracing::info!(queue, ?removed, "periodic schedules no longer declared: removed");
@@ -85,7 +89,12 @@ impl Ticker {
         Ok(())
     }
 
+    /// Registers the schedules (retrying until Redis takes them), then fires them until `stop`.
     pub(crate) async fn run(self, stop: Shutdown) {
+        let mut reconnect = Reconnect::new(self.storage.describe(), "registering periodic schedules");
+        while let Err(e) = self.sync().await {
+            reconnect.failed(&e).await;
+        }
         if self.schedules.is_empty() {
             return;
         }

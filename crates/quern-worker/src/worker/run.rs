@@ -119,8 +119,7 @@ async fn components<B: Broker>(
         queues.push((Arc::<str>::from(name.as_str()), q));
     }
     let ticker =
-        crate::periodic::ticker::start(&broker, &worker.registry, &names, &worker.clock, &worker.events)
-            .await?;
+        crate::periodic::ticker::start(&broker, &worker.registry, &names, &worker.clock, &worker.events);
     tracing::info!(broker = %broker.describe(), queues = ?names, concurrency = config.concurrency,
         consumer = %config.consumer, jobs = ?worker.registry.names(), layers = worker.stack.len_hint(), "worker started");
 
