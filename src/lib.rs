@@ -39,6 +39,9 @@ pub mod parts {
 /// `drain` (see the README's "Test your jobs").
 pub use quern_worker::testing;
 
+/// Periodic (cron) schedules, declared with [`Registry::periodic`].
+pub use quern_worker::periodic::{self, MissedRuns, Overlap, Periodic, PeriodicError};
+
 /// Re-exported so that code calling Quern needs no dependency of its own for them. The derive
 /// macros (`#[derive(Serialize, Deserialize)]`) and tokio's attribute macros
 /// (`#[tokio::main]`, `#[tokio::test]`) still need `serde` and `tokio` in the application's own

@@ -20,10 +20,13 @@ pub const PRODUCER: &str = "+xadd +sadd +multi +exec +evalsha +script|load +zadd
 /// (`XREADGROUP`), lease renewal (`XCLAIM`), the wake-up wait (`BLPOP`), the start-up memory
 /// check (`INFO`), and the scripts that complete, retry, dead-letter, promote, requeue,
 /// release and trim (the other commands listed); the pause and cancel poll (`EXISTS`, `MGET`) and
-/// `finish.lua` (a kept result, a cancelled job: `SET`, `DEL`).
+/// `finish.lua` (a kept result, a cancelled job: `SET`, `DEL`); periodic schedules (registering
+/// them at start: `SADD`, `sync_periodic.lua`'s `HSETNX`, `HKEYS`; reading their state:
+/// `HGETALL`; `fire.lua`: `HGET`, `HEXISTS`).
 pub const WORKER: &str = "+xgroup|create +xgroup|delconsumer +xinfo|groups +xreadgroup +xclaim +blpop \
      +evalsha +script|load +info +xack +xdel +xadd +xrange +xpending +xtrim +xlen +exists +hset +hdel \
-     +hincrby +zadd +zrange +zrem +zcard +lpush +ltrim +mget +set +del";
+     +hincrby +zadd +zrange +zrem +zcard +lpush +ltrim +mget +set +del \
+     +sadd +hget +hgetall +hsetnx +hkeys +hexists";
 
 /// The admin CLI and [`Inspector`](crate::Inspector): `stats` (counts, and the trim it does
 /// first), `dead list/show/retry/delete/purge`, `job show`, `job cancel` (`cancel.lua`),

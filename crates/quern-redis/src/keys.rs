@@ -138,6 +138,18 @@ impl QueueKeys {
         format!("{}unique:{key}", self.prefix)
     }
 
+    /// Hash: periodic schedule name -> its description JSON, for the schedules whose jobs go to
+    /// this queue (written by every worker that declares them, at start; `docs/periodic-and-unique.md`).
+    pub fn periodic(&self) -> String {
+        format!("{}periodic", self.prefix)
+    }
+
+    /// Hash: the state of periodic schedule `name`: `last_due` (ms, the compare-and-set field),
+    /// `last_id`, `last_fired_at`, `last_skipped`.
+    pub fn periodic_state(&self, name: &str) -> String {
+        format!("{}periodic:{name}", self.prefix)
+    }
+
     /// Every fixed key of this queue (the per-job [`done`](Self::done) and
     /// [`cancel`](Self::cancel) keys expire on their own).
     pub fn all(&self) -> [&str; 9] {

@@ -43,7 +43,7 @@ pub use quern_core::broker::{
     Broker, BrokerError, DeadRetention, Delivery, Promoted, Settle, SettleOptions, TrimReport,
 };
 pub use quern_core::{Clock, DeadReason, DeadRecord, JobInfo, JobState, LeaseInfo, QueueStats};
-pub use storage::{Reader, RedisConfig, ServerHealth, Storage};
+pub use storage::{Fire, PeriodicState, Reader, RedisConfig, ServerHealth, Storage};
 
 /// The pure RESP parser, for fuzz targets; not a stable API.
 #[doc(hidden)]

@@ -54,9 +54,11 @@ script!(FIND_ENTRY, "find_entry.lua", "last_delivered.lua");
 script!(ENQUEUE_ID, "enqueue_id.lua", "last_delivered.lua");
 script!(FINISH, "finish.lua");
 script!(CANCEL, "cancel.lua", "last_delivered.lua");
+script!(FIRE, "fire.lua");
+script!(SYNC_PERIODIC, "sync_periodic.lua");
 
 /// Every script, for loading them all after Redis forgot them (a restart, `SCRIPT FLUSH`).
-pub fn all() -> [&'static Script; 13] {
+pub fn all() -> [&'static Script; 15] {
     [
         &SCHEDULE,
         &PROMOTE_DUE,
@@ -71,5 +73,7 @@ pub fn all() -> [&'static Script; 13] {
         &ENQUEUE_ID,
         &FINISH,
         &CANCEL,
+        &FIRE,
+        &SYNC_PERIODIC,
     ]
 }

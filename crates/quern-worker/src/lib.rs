@@ -11,6 +11,7 @@
 //!   `watchdog`: notices a job that holds its thread, and says so once.
 //! - `settler`: writes results in batches. `lease`: renews leases, requeues expired ones.
 //!   `promoter`: moves delayed jobs and retries to the queue when due.
+//! - [`periodic`] — periodic (cron) schedules declared on the registry, fired without a leader.
 //! - [`testing`] — helpers for applications' tests: run one job through the real executor,
 //!   a namespace of a test's own on a real Redis, assertions on what is enqueued, drain.
 //! - `cli` (feature `cli`, on by default) — the `run`, `stats`, `enqueue`, `dead` and `job`
@@ -27,6 +28,7 @@ mod in_flight;
 mod lease;
 pub mod middleware;
 mod panic;
+pub mod periodic;
 mod pipeline;
 mod promoter;
 pub mod registry;

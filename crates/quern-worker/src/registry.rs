@@ -76,6 +76,7 @@ impl<J: Job> Handler for Typed<J> {
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<String, Arc<dyn Handler>>,
+    periodic: Vec<Arc<crate::periodic::Declared>>,
 }
 
 impl Registry {
@@ -106,6 +107,40 @@ impl Registry {
         );
         assert!(previous.is_none(), "job name {:?} is registered twice", J::NAME);
         self
+    }
+
+    /// Enqueues `job` (a `J`, registered here or on another worker) on `schedule`, to `J`'s
+    /// queue; every worker that declares it may fire it, and each due time runs once. Refuses a
+    /// second schedule of the same name. See [`periodic`](crate::periodic).
+    ///
+    /// ```
+    /// # use quern_core::{Job, JobContext, JobError};
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Report { full: bool }
+    /// # impl Job for Report { const NAME: &'static str = "report"; type Resources = ();
+    /// #   async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> { Ok(()) } }
+    /// use quern_worker::periodic::Periodic;
+    /// let registry = quern_worker::Registry::new()
+    ///     .register::<Report>()
+    ///     .periodic(Periodic::cron("report-5min", "0 */5 * * * *")?, Report { full: false })?;
+    /// assert_eq!(registry.schedules().count(), 1);
+    /// # Ok::<(), quern_worker::periodic::PeriodicError>(())
+    /// ```
+    pub fn periodic<J: Job>(
+        mut self,
+        schedule: crate::periodic::Periodic,
+        job: J,
+    ) -> Result<Self, crate::periodic::PeriodicError> {
+        crate::periodic::declare(&mut self.periodic, schedule, &job)?;
+        Ok(self)
+    }
+
+    /// The periodic schedules declared, in declaration order.
+    pub fn schedules(&self) -> impl Iterator<Item = &crate::periodic::Periodic> {
+        self.periodic.iter().map(|d| &d.periodic)
+    }
+
+    pub(crate) fn declared(&self) -> &[Arc<crate::periodic::Declared>] {
+        &self.periodic
     }
 
     /// Whether a job type of that name is registered.

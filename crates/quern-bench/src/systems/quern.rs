@@ -66,6 +66,40 @@ impl Job for Bench {
 
 const QUEUE: &str = "bench";
 
+/// A periodic run of `QUERN_BENCH_PERIODIC`: goes to a queue of its own that the bench worker
+/// does not work.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BenchTick;
+
+impl Job for BenchTick {
+    const NAME: &'static str = "bench_tick";
+    type Resources = ();
+
+    fn options() -> JobOptions {
+        JobOptions::new().queue("bench-periodic")
+    }
+
+    async fn run(self, _: &JobContext, _: &mut ()) -> Result<(), JobError> {
+        Ok(())
+    }
+}
+
+/// `QUERN_BENCH_PERIODIC=<n>` declares n schedules due every second on the worker (the
+/// `process` with and without periodic schedules figure of `docs/BENCHMARKS.md`).
+fn with_schedules(mut registry: Registry) -> Registry {
+    let n: usize = std::env::var("QUERN_BENCH_PERIODIC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for i in 0..n {
+        let every = quern_worker::periodic::Periodic::every(format!("bench-{i}"), Duration::from_secs(1));
+        registry = registry
+            .periodic(every.expect("a valid interval"), BenchTick)
+            .expect("distinct names");
+    }
+    registry
+}
+
 /// Quern with its defaults: one worker, batches of up to 256, XACK per settled batch. `MODE` 1:
 /// one empty middleware layer (tower's `Identity`) wraps every execution; `MODE` 2: every job
 /// keeps its result (`quern-result`); `MODE` 3: every job enqueued one by one has a unique key
@@ -83,7 +117,7 @@ struct Running {
 
 impl<const MODE: u8> Quern<MODE> {
     fn start_worker(&self, concurrency: usize) -> Running {
-        let registry = Registry::new().register::<Bench>().register::<BenchResult>();
+        let registry = with_schedules(Registry::new().register::<Bench>().register::<BenchResult>());
         let mut worker =
             Worker::new(self.storage.clone(), registry).configure(|c| c.concurrency = concurrency.max(1));
         if MODE == 1 {

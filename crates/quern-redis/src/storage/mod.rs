@@ -35,6 +35,7 @@ mod control;
 mod enqueue;
 mod health;
 mod lease;
+mod periodic;
 mod promote;
 mod settle;
 mod trim;
@@ -43,6 +44,7 @@ pub use crate::resp::Reader;
 pub use control::{CancelAt, CancelDone};
 pub use enqueue::IdPush;
 pub use health::{NOEVICTION, ServerHealth};
+pub use periodic::{Fire, PeriodicState};
 
 /// The environment variable holding the Redis URL.
 pub const ENV_REDIS_URL: &str = "REDIS_URL";

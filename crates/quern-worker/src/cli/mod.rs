@@ -45,6 +45,7 @@ macro_rules! out {
     }};
 }
 
+mod cron;
 mod dead;
 mod enqueue;
 mod format;
@@ -125,6 +126,22 @@ pub enum Command {
     /// Inspect any job.
     #[command(subcommand)]
     Job(JobCommand),
+    /// List the periodic schedules, or run one now.
+    #[command(subcommand)]
+    Cron(CronCommand),
+}
+
+/// `cron` subcommands.
+#[derive(Debug, Subcommand)]
+#[non_exhaustive]
+pub enum CronCommand {
+    /// Every known schedule: name, queue, schedule, zone, next fire, last fire, last job id.
+    List,
+    /// Enqueue one run of a schedule now (id `cron:<name>:run:<ms>`), apart from its due times.
+    Run {
+        /// The schedule's name.
+        name: String,
+    },
 }
 
 /// `run` options.
@@ -349,6 +366,7 @@ pub async fn execute(
         Command::Job(JobCommand::Cancel { id, queue }) => {
             job::cancel(&Inspector::new(storage), id, queue).await
         }
+        Command::Cron(cmd) => cron::cron(&Inspector::new(storage), cmd).await,
     }
 }
 

@@ -118,6 +118,8 @@ async fn components<B: Broker>(
         broker.prepare(&q).await.map_err(WorkerError::broker)?;
         queues.push((Arc::<str>::from(name.as_str()), q));
     }
+    let ticker =
+        crate::periodic::ticker::start(&broker, &worker.registry, &names, &worker.clock, &worker.events);
     tracing::info!(broker = %broker.describe(), queues = ?names, concurrency = config.concurrency,
         consumer = %config.consumer, jobs = ?worker.registry.names(), layers = worker.stack.len_hint(), "worker started");
 
@@ -149,6 +151,9 @@ async fn components<B: Broker>(
     let mut background = Vec::new();
     let settle_give_up = Shutdown::new();
     background.push(tokio::spawn(watchdog.clone().run(background_stop.clone())));
+    if let Some(ticker) = ticker {
+        background.push(tokio::spawn(ticker.run(background_stop.clone())));
+    }
     for (name, q) in &queues {
         let in_flight = Arc::new(InFlight::default());
         let renewals = Arc::new(lease::Renewals::default());
