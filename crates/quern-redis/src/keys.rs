@@ -119,18 +119,6 @@ impl QueueKeys {
         }
     }
 
-    /// Hash: periodic schedule name -> its description JSON, for the schedules whose jobs go to
-    /// this queue (written by every worker that declares them, at start; `docs/periodic-and-unique.md`).
-    pub fn periodic(&self) -> String {
-        format!("{}periodic", self.prefix)
-    }
-
-    /// Hash: the state of periodic schedule `name`: `last_due` (ms, the compare-and-set field),
-    /// `last_id`, `last_fired_at`, `last_skipped`.
-    pub fn periodic_state(&self, name: &str) -> String {
-        format!("{}periodic:{name}", self.prefix)
-    }
-
     /// String: the [`FinishedRecord`](quern_core::FinishedRecord) JSON of job `id` — a completed
     /// job whose type keeps results, or a cancelled one — expiring when it is no longer kept.
     pub fn done(&self, id: &str) -> String {
@@ -142,6 +130,18 @@ impl QueueKeys {
     /// and another one runs it). Expires on its own after a day.
     pub fn cancel(&self, id: &str) -> String {
         format!("{}cancel:{id}", self.prefix)
+    }
+
+    /// Hash: periodic schedule name -> its description JSON, for the schedules whose jobs go to
+    /// this queue (written by every worker that declares them, at start; `docs/periodic-and-unique.md`).
+    pub fn periodic(&self) -> String {
+        format!("{}periodic", self.prefix)
+    }
+
+    /// Hash: the state of periodic schedule `name`: `last_due` (ms, the compare-and-set field),
+    /// `last_id`, `last_fired_at`, `last_skipped`.
+    pub fn periodic_state(&self, name: &str) -> String {
+        format!("{}periodic:{name}", self.prefix)
     }
 
     /// Every fixed key of this queue (the per-job [`done`](Self::done) and
