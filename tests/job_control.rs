@@ -5,11 +5,10 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use quern::{
-    Backoff, Cancelled, EnqueueOptions, Event, EventKind, Events, Inspector, Job, JobContext, JobError,
-    JobOptions, JobState, Paused, Producer, Registry, Storage, StorageError, Worker, WorkerConfig,
+    Backoff, Cancelled, EnqueueOptions, EventKind, Events, Inspector, Job, JobContext, JobError, JobOptions,
+    JobState, Paused, Producer, Registry, Storage, StorageError, Worker, WorkerConfig,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 
 /// Adds two numbers; keeps its result for an hour.
 #[derive(Serialize, Deserialize)]
@@ -134,40 +133,6 @@ fn worker(storage: &Storage, events: &Events) -> Worker {
     .extension(Snoozed::default())
 }
 
-/// Every event received so far, and more on demand.
-struct Seen {
-    rx: broadcast::Receiver<Event>,
-    log: Vec<Event>,
-}
-
-impl Seen {
-    fn new(events: &Events) -> Self {
-        Self {
-            rx: events.subscribe(),
-            log: Vec::new(),
-        }
-    }
-}
-
-/// Waits (at most 20 s) for an event on job `id` that `want` accepts: one seen before, or the
-/// next one that arrives.
-async fn event_for(seen: &mut Seen, id: &str, want: impl Fn(&EventKind) -> bool) -> Event {
-    if let Some(e) = seen.log.iter().find(|e| &*e.job_id == id && want(&e.kind)) {
-        return e.clone();
-    }
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let e = seen.rx.recv().await.expect("no event lost");
-            seen.log.push(e.clone());
-            if &*e.job_id == id && want(&e.kind) {
-                return e;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no matching event for job {id} within 20 s"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_enqueue_path_takes_the_options() {
     let storage = common::storage(&test_support::redis_url()).await;
@@ -233,16 +198,17 @@ async fn every_enqueue_path_takes_the_options() {
 
     // The per-enqueue attempt budget holds in the worker: one failure and it is dead.
     let events = Events::new(1024);
-    let mut rx = Seen::new(&events);
+    let mut rx = common::Seen::new(&events);
     let failing = producer
         .enqueue_with(&Step { act: Act::Fail }, EnqueueOptions::new().max_attempts(1))
         .await
         .unwrap();
     let running = common::RunningWorker::start(worker(&storage, &events));
-    let dead = event_for(&mut rx, failing.id.as_str(), |k| {
-        matches!(k, EventKind::Dead { .. } | EventKind::Retried { .. })
-    })
-    .await;
+    let dead = rx
+        .event(failing.id.as_str(), |k| {
+            matches!(k, EventKind::Dead { .. } | EventKind::Retried { .. })
+        })
+        .await;
     assert!(matches!(dead.kind, EventKind::Dead { .. }), "{:?}", dead.kind);
     assert_eq!(dead.attempt, 1);
     running.stop().await;
@@ -313,9 +279,9 @@ async fn a_caller_id_enqueues_one_job_however_often_it_is_sent() {
 
     // Once it ran, its id is still taken while its result is kept.
     let events = Events::new(1024);
-    let mut rx = Seen::new(&events);
+    let mut rx = common::Seen::new(&events);
     let running = common::RunningWorker::start(worker(&storage, &events));
-    event_for(&mut rx, "sum:1", |k| *k == EventKind::Succeeded).await;
+    rx.event("sum:1", |k| *k == EventKind::Succeeded).await;
     running.stop().await;
     let after = producer
         .enqueue_with(&Add { a: 1, b: 2 }, EnqueueOptions::new().id("sum:1"))
@@ -335,7 +301,7 @@ async fn results_and_status_are_read_by_id() {
     let producer = Producer::new(storage.clone());
     let inspector = Inspector::new(storage.clone());
     let events = Events::new(1024);
-    let mut rx = Seen::new(&events);
+    let mut rx = common::Seen::new(&events);
     let plain = producer.enqueue(&Add { a: 20, b: 22 }).await.unwrap();
     let huge = producer.enqueue(&Step { act: Act::HugeResult }).await.unwrap();
     let config = {
@@ -355,8 +321,10 @@ async fn results_and_status_are_read_by_id() {
     .config(config)
     .events(events.clone());
     let running = common::RunningWorker::start(w);
-    event_for(&mut rx, plain.as_str(), |k| *k == EventKind::Succeeded).await;
-    let dead = event_for(&mut rx, huge.as_str(), |k| matches!(k, EventKind::Dead { .. })).await;
+    rx.event(plain.as_str(), |k| *k == EventKind::Succeeded).await;
+    let dead = rx
+        .event(huge.as_str(), |k| matches!(k, EventKind::Dead { .. }))
+        .await;
     assert_eq!(
         dead.attempt, 3,
         "a refused result fails the attempt, retried per policy"
@@ -421,7 +389,7 @@ async fn cancel_removes_queued_and_delayed_jobs_and_stops_running_ones() {
 
     // Running: one stops when told, one ignores it and is stopped after the grace period.
     let events = Events::new(1024);
-    let mut rx = Seen::new(&events);
+    let mut rx = common::Seen::new(&events);
     let polite = producer
         .enqueue(&Step {
             act: Act::WaitForCancel,
@@ -436,7 +404,7 @@ async fn cancel_removes_queued_and_delayed_jobs_and_stops_running_ones() {
         .unwrap();
     let running = common::RunningWorker::start(worker(&storage, &events));
     for id in [&polite, &stubborn] {
-        event_for(&mut rx, id.as_str(), |k| *k == EventKind::Started).await;
+        rx.event(id.as_str(), |k| *k == EventKind::Started).await;
         assert_eq!(
             inspector.cancel(id.as_str(), None).await.unwrap(),
             Cancelled::Requested {
@@ -445,13 +413,14 @@ async fn cancel_removes_queued_and_delayed_jobs_and_stops_running_ones() {
         );
     }
     for id in [&polite, &stubborn] {
-        let end = event_for(&mut rx, id.as_str(), |k| {
-            matches!(
-                k,
-                EventKind::Cancelled | EventKind::Retried { .. } | EventKind::Dead { .. }
-            )
-        })
-        .await;
+        let end = rx
+            .event(id.as_str(), |k| {
+                matches!(
+                    k,
+                    EventKind::Cancelled | EventKind::Retried { .. } | EventKind::Dead { .. }
+                )
+            })
+            .await;
         assert_eq!(end.kind, EventKind::Cancelled, "{id}");
         // The event comes as the fate is decided; the settle is written just after it.
         let settled = common::wait_until(Duration::from_secs(10), || async {
@@ -474,12 +443,14 @@ async fn a_snooze_spends_no_attempt_and_logs_no_error() {
     let producer = Producer::new(storage.clone());
     let inspector = Inspector::new(storage.clone());
     let events = Events::new(1024);
-    let mut rx = Seen::new(&events);
+    let mut rx = common::Seen::new(&events);
     let id = producer.enqueue(&Step { act: Act::SnoozeOnce }).await.unwrap();
     let running = common::RunningWorker::start(worker(&storage, &events));
-    let snoozed = event_for(&mut rx, id.as_str(), |k| matches!(k, EventKind::Snoozed { .. })).await;
+    let snoozed = rx
+        .event(id.as_str(), |k| matches!(k, EventKind::Snoozed { .. }))
+        .await;
     assert_eq!(snoozed.attempt, 1);
-    event_for(&mut rx, id.as_str(), |k| *k == EventKind::Succeeded).await;
+    rx.event(id.as_str(), |k| *k == EventKind::Succeeded).await;
     let report = running.stop().await;
     assert_eq!(report.failed, 0);
     let done = inspector
@@ -513,12 +484,12 @@ async fn a_paused_queue_keeps_its_jobs_until_resumed() {
     // Paused before the worker starts: it claims nothing. Nothing happens to wait for, so the
     // test gives it ten control polls (500 ms) to go wrong.
     let events = Events::new(1024);
-    let mut rx = Seen::new(&events);
+    let mut rx = common::Seen::new(&events);
     let running = common::RunningWorker::start(worker(&storage, &events));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(storage.stats(&keys).await.unwrap().pending, 1, "still waiting");
     assert_eq!(inspector.resume("jc_steps").await.unwrap(), Paused::Changed);
-    event_for(&mut rx, first.as_str(), |k| *k == EventKind::Succeeded).await;
+    rx.event(first.as_str(), |k| *k == EventKind::Succeeded).await;
 
     // Paused while the worker runs: honoured within a control poll.
     inspector.pause("jc_steps").await.unwrap();
@@ -529,7 +500,7 @@ async fn a_paused_queue_keeps_its_jobs_until_resumed() {
     assert_eq!(info.state, JobState::Pending, "a paused queue's new job waits");
     assert_eq!(inspector.resume("jc_steps").await.unwrap(), Paused::Changed);
     assert_eq!(inspector.resume("jc_steps").await.unwrap(), Paused::Already);
-    event_for(&mut rx, second.as_str(), |k| *k == EventKind::Succeeded).await;
+    rx.event(second.as_str(), |k| *k == EventKind::Succeeded).await;
     running.stop().await;
     assert!(!storage.stats(&keys).await.unwrap().paused);
 }
@@ -540,10 +511,10 @@ async fn jobs_reach_the_apps_state() {
     let producer = Producer::new(storage.clone());
     let inspector = Inspector::new(storage.clone());
     let events = Events::new(1024);
-    let mut rx = Seen::new(&events);
+    let mut rx = common::Seen::new(&events);
     let with = producer.enqueue(&Step { act: Act::UseState }).await.unwrap();
     let running = common::RunningWorker::start(worker(&storage, &events));
-    event_for(&mut rx, with.as_str(), |k| *k == EventKind::Succeeded).await;
+    rx.event(with.as_str(), |k| *k == EventKind::Succeeded).await;
     running.stop().await;
     let done = inspector
         .find_job(with.as_str(), None)
@@ -563,7 +534,8 @@ async fn jobs_reach_the_apps_state() {
         .config(fast())
         .events(events.clone());
     let running = common::RunningWorker::start(w);
-    event_for(&mut rx, without.as_str(), |k| matches!(k, EventKind::Dead { .. })).await;
+    rx.event(without.as_str(), |k| matches!(k, EventKind::Dead { .. }))
+        .await;
     running.stop().await;
     let record = inspector
         .find_job(without.as_str(), None)
@@ -585,7 +557,7 @@ async fn a_cancel_follows_a_running_job_to_the_next_worker() {
     let producer = Producer::new(storage.clone());
     let inspector = Inspector::new(storage.clone());
     let events = Events::new(1024);
-    let mut rx = Seen::new(&events);
+    let mut rx = common::Seen::new(&events);
     let id = producer
         .enqueue_with(
             &Step {
@@ -600,7 +572,7 @@ async fn a_cancel_follows_a_running_job_to_the_next_worker() {
     deaf.control_poll = Duration::from_secs(3600);
     deaf.grace = Duration::from_millis(100);
     let first = common::RunningWorker::start(worker(&storage, &events).config(deaf));
-    event_for(&mut rx, id.id.as_str(), |k| *k == EventKind::Started).await;
+    rx.event(id.id.as_str(), |k| *k == EventKind::Started).await;
     assert!(matches!(
         inspector.cancel("follow-me", None).await.unwrap(),
         Cancelled::Requested { .. }
@@ -610,13 +582,14 @@ async fn a_cancel_follows_a_running_job_to_the_next_worker() {
     assert_eq!(report.released, 1, "{report:?}");
     // The next worker runs it and stops it at once: the request names the job, not the entry.
     let second = common::RunningWorker::start(worker(&storage, &events));
-    let end = event_for(&mut rx, "follow-me", |k| {
-        matches!(
-            k,
-            EventKind::Cancelled | EventKind::Retried { .. } | EventKind::Dead { .. }
-        )
-    })
-    .await;
+    let end = rx
+        .event("follow-me", |k| {
+            matches!(
+                k,
+                EventKind::Cancelled | EventKind::Retried { .. } | EventKind::Dead { .. }
+            )
+        })
+        .await;
     assert_eq!(end.kind, EventKind::Cancelled);
     second.stop().await;
     let info = inspector.find_job("follow-me", None).await.unwrap().unwrap();

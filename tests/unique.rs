@@ -5,11 +5,10 @@ mod common;
 use std::time::Duration;
 
 use quern::{
-    Backoff, Cancelled, EnqueueOptions, Event, EventKind, Events, Inspector, Job, JobContext, JobError,
-    JobOptions, Producer, Registry, Storage, StorageError, Unique, Worker, WorkerConfig,
+    Backoff, Cancelled, EnqueueOptions, EventKind, Events, Inspector, Job, JobContext, JobError, JobOptions,
+    Producer, Registry, Storage, StorageError, Unique, Worker, WorkerConfig,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 
 /// Charges an invoice: unique per invoice while queued, running or retrying.
 #[derive(Serialize, Deserialize, Clone)]
@@ -61,32 +60,6 @@ fn worker(storage: &Storage, events: &Events, grace: Duration) -> Worker {
         .events(events.clone())
 }
 
-/// Events received so far, and more on demand.
-struct Seen {
-    rx: broadcast::Receiver<Event>,
-    log: Vec<Event>,
-}
-
-/// Waits (at most 20 s) for an event of job `id` that `want` accepts: one seen before, or the
-/// next that arrives.
-async fn event(seen: &mut Seen, id: &str, want: impl Fn(&EventKind) -> bool) {
-    if let Some(i) = seen.log.iter().position(|e| &*e.job_id == id && want(&e.kind)) {
-        seen.log.remove(i);
-        return;
-    }
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let e = seen.rx.recv().await.expect("no event lost");
-            if &*e.job_id == id && want(&e.kind) {
-                return;
-            }
-            seen.log.push(e);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no matching event for {id} within 20 s"));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_enqueues_of_one_key_make_one_job() {
     let storage = common::storage(&test_support::redis_url()).await;
@@ -133,10 +106,7 @@ async fn the_lock_goes_with_its_job_complete_dead_or_cancelled() {
     let producer = Producer::new(storage.clone());
     let inspector = Inspector::new(storage.clone());
     let events = Events::new(1024);
-    let mut rx = Seen {
-        rx: events.subscribe(),
-        log: Vec::new(),
-    };
+    let mut rx = common::Seen::new(&events);
     let first = |how: &'static str, n: u64| {
         let producer = producer.clone();
         async move {
@@ -171,9 +141,10 @@ async fn the_lock_goes_with_its_job_complete_dead_or_cancelled() {
     let done = first("ok", 12).await;
     let dead = first("fail", 13).await;
     let running = common::RunningWorker::start(worker(&storage, &events, Duration::from_secs(5)));
-    event(&mut rx, again.id.as_str(), |k| *k == EventKind::Succeeded).await;
-    event(&mut rx, done.id.as_str(), |k| *k == EventKind::Succeeded).await;
-    event(&mut rx, dead.id.as_str(), |k| matches!(k, EventKind::Dead { .. })).await;
+    rx.event(again.id.as_str(), |k| *k == EventKind::Succeeded).await;
+    rx.event(done.id.as_str(), |k| *k == EventKind::Succeeded).await;
+    rx.event(dead.id.as_str(), |k| matches!(k, EventKind::Dead { .. }))
+        .await;
     running.stop().await; // every outcome written
     assert!(!first("ok", 12).await.duplicate, "completed: free");
     assert!(!first("ok", 13).await.duplicate, "dead: free");
@@ -193,16 +164,13 @@ async fn a_job_given_back_by_its_stopped_worker_keeps_its_lock_until_it_complete
     let producer = Producer::new(storage.clone());
     let inspector = Inspector::new(storage.clone());
     let events = Events::new(1024);
-    let mut rx = Seen {
-        rx: events.subscribe(),
-        log: Vec::new(),
-    };
+    let mut rx = common::Seen::new(&events);
     let held = producer
         .enqueue_with(&charge(20, "wait"), EnqueueOptions::new())
         .await
         .unwrap();
     let first = common::RunningWorker::start(worker(&storage, &events, Duration::from_millis(50)));
-    event(&mut rx, held.id.as_str(), |k| *k == EventKind::Started).await;
+    rx.event(held.id.as_str(), |k| *k == EventKind::Started).await;
     assert!(
         producer
             .enqueue_with(&charge(20, "ok"), EnqueueOptions::new())
@@ -223,9 +191,9 @@ async fn a_job_given_back_by_its_stopped_worker_keeps_its_lock_until_it_complete
     );
     // It runs elsewhere and ends (cancelled here, to end it); then the key is free.
     let second = common::RunningWorker::start(worker(&storage, &events, Duration::from_secs(5)));
-    event(&mut rx, held.id.as_str(), |k| *k == EventKind::Started).await;
+    rx.event(held.id.as_str(), |k| *k == EventKind::Started).await;
     inspector.cancel(held.id.as_str(), None).await.unwrap();
-    event(&mut rx, held.id.as_str(), |k| *k == EventKind::Cancelled).await;
+    rx.event(held.id.as_str(), |k| *k == EventKind::Cancelled).await;
     second.stop().await;
     assert!(
         !producer
@@ -241,10 +209,7 @@ async fn a_rule_holds_only_in_the_states_it_names() {
     let storage = common::storage(&test_support::redis_url()).await;
     let producer = Producer::new(storage.clone());
     let events = Events::new(1024);
-    let mut rx = Seen {
-        rx: events.subscribe(),
-        log: Vec::new(),
-    };
+    let mut rx = common::Seen::new(&events);
     let only_queued = || EnqueueOptions::new().unique(Unique::new("report").while_running(false));
     let held = producer
         .enqueue_with(&charge(30, "wait"), only_queued())
@@ -258,7 +223,7 @@ async fn a_rule_holds_only_in_the_states_it_names() {
             .duplicate
     );
     let running = common::RunningWorker::start(worker(&storage, &events, Duration::from_millis(50)));
-    event(&mut rx, held.id.as_str(), |k| *k == EventKind::Started).await;
+    rx.event(held.id.as_str(), |k| *k == EventKind::Started).await;
     let next = producer
         .enqueue_with(&charge(30, "ok"), only_queued())
         .await

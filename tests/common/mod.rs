@@ -167,3 +167,39 @@ pub async fn dead_record(storage: &Storage, queue: &str, id: &str) -> Option<que
         .expect("reading a dead job")
         .map(|d| d.parsed().cloned().expect("a dead record Quern wrote parses"))
 }
+
+/// Every event of a hub received so far, and more on demand, for waiting on one job's events in
+/// any order.
+pub struct Seen {
+    rx: tokio::sync::broadcast::Receiver<quern::Event>,
+    log: Vec<quern::Event>,
+}
+
+impl Seen {
+    /// Starts listening to `events`.
+    pub fn new(events: &quern::Events) -> Self {
+        Self {
+            rx: events.subscribe(),
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits (at most 20 s) for an event of job `id` that `want` accepts: one received before
+    /// and not yet taken, or the next that arrives. Each event is taken once.
+    pub async fn event(&mut self, id: &str, want: impl Fn(&quern::EventKind) -> bool) -> quern::Event {
+        if let Some(i) = self.log.iter().position(|e| &*e.job_id == id && want(&e.kind)) {
+            return self.log.remove(i);
+        }
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let e = self.rx.recv().await.expect("no event lost");
+                if &*e.job_id == id && want(&e.kind) {
+                    return e;
+                }
+                self.log.push(e);
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no matching event for job {id} within 20 s"))
+    }
+}
