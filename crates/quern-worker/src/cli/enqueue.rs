@@ -8,23 +8,13 @@ use std::time::Duration;
 use quern_core::EnqueueOptions;
 use quern_redis::{Producer, Storage, StorageError};
 
+use super::EnqueueArgs;
 use crate::Registry;
-
-/// What `enqueue` was asked.
-pub(super) struct Request {
-    pub job: String,
-    pub json: String,
-    pub queue: Option<String>,
-    pub delay_ms: Option<u64>,
-    pub id: Option<String>,
-    pub max_attempts: Option<u32>,
-    pub unique: Option<String>,
-}
 
 pub(super) async fn enqueue(
     storage: Storage,
     registry: &Registry,
-    r: Request,
+    r: EnqueueArgs,
 ) -> Result<ExitCode, StorageError> {
     if registry.is_empty() {
         eprintln!(

@@ -94,29 +94,7 @@ pub enum Command {
     },
     /// Enqueue a job by name with a JSON payload. A worker binary refuses a job name it does
     /// not know and a payload that does not decode into the job's type; nothing is written then.
-    Enqueue {
-        /// The job's registered name.
-        job: String,
-        /// The job's fields as JSON.
-        json: String,
-        /// Queue (default: the job type's queue when registered here, else `default`).
-        #[arg(long, short)]
-        queue: Option<String>,
-        /// Run after this many milliseconds.
-        #[arg(long)]
-        delay_ms: Option<u64>,
-        /// The job's id (idempotent: a job with this id already known is not enqueued again).
-        /// 1 to 128 bytes of A-Z a-z 0-9 - _ . :
-        #[arg(long)]
-        id: Option<String>,
-        /// Executions allowed for this job (default: the job type's).
-        #[arg(long)]
-        max_attempts: Option<u32>,
-        /// A unique key: nothing is enqueued while a job of the queue holding it is queued,
-        /// delayed, running or retrying (the holder's id is printed).
-        #[arg(long)]
-        unique: Option<String>,
-    },
+    Enqueue(EnqueueArgs),
     /// Pause or resume a queue.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -142,6 +120,32 @@ pub enum CronCommand {
         /// The schedule's name.
         name: String,
     },
+}
+
+/// `enqueue` options.
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The job's registered name.
+    pub job: String,
+    /// The job's fields as JSON.
+    pub json: String,
+    /// Queue (default: the job type's queue when registered here, else `default`).
+    #[arg(long, short)]
+    pub queue: Option<String>,
+    /// Run after this many milliseconds.
+    #[arg(long)]
+    pub delay_ms: Option<u64>,
+    /// The job's id (idempotent: a job with this id already known is not enqueued again).
+    /// 1 to 128 bytes of A-Z a-z 0-9 - _ . :
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Executions allowed for this job (default: the job type's).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
+    /// A unique key: nothing is enqueued while a job of the queue holding it is queued,
+    /// delayed, running or retrying (the holder's id is printed).
+    #[arg(long)]
+    pub unique: Option<String>,
 }
 
 /// `run` options.
@@ -340,26 +344,7 @@ pub async fn execute(
             run::run(storage, registry, args, configure, shutdown).await
         }
         Command::Stats { queues, json } => stats::stats(&Inspector::new(storage), queues, json).await,
-        Command::Enqueue {
-            job,
-            json,
-            queue,
-            delay_ms,
-            id,
-            max_attempts,
-            unique,
-        } => {
-            let request = enqueue::Request {
-                job,
-                json,
-                queue,
-                delay_ms,
-                id,
-                max_attempts,
-                unique,
-            };
-            enqueue::enqueue(storage, &registry, request).await
-        }
+        Command::Enqueue(args) => enqueue::enqueue(storage, &registry, args).await,
         Command::Queue(cmd) => queue::queue(&Inspector::new(storage), cmd).await,
         Command::Dead(cmd) => dead::dead(&Inspector::new(storage), cmd).await,
         Command::Job(JobCommand::Show { id, queue }) => job::show(&Inspector::new(storage), id, queue).await,
